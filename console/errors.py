@@ -1,0 +1,65 @@
+"""The one business-error type and the one place that turns it into an HTTP answer.
+
+Services raise ``VoxfleetError`` subclasses; API views never build error responses by
+hand. The OpenAI-compatible endpoints render the same error in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class VoxfleetError(Exception):
+    """A refusal a user can cause: carries a stable code, a message and an HTTP status."""
+
+    code = "invalid_request"
+    status = 400
+    # OpenAI's error "type" for /v1 endpoints.
+    openai_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, **extra):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def as_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+class NotFound(VoxfleetError):
+    code = "not_found"
+    status = 404
+
+
+class PermissionDenied(VoxfleetError):
+    code = "permission_denied"
+    status = 403
+
+
+class Conflict(VoxfleetError):
+    code = "conflict"
+    status = 409
+
+
+def api_exception_handler(exc, context):
+    """DRF handler: VoxfleetError and DRF's own errors share one JSON shape."""
+    if isinstance(exc, VoxfleetError):
+        return Response(exc.as_dict(), status=exc.status, headers=exc.headers)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        body = {"error": {"code": "invalid_request", "message": "Invalid input.", "fields": response.data}}
+    else:
+        code = getattr(exc, "default_code", "error")
+        detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else str(exc)
+        body = {"error": {"code": code, "message": str(detail)}}
+    response.data = body
+    return response

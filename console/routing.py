@@ -1,0 +1,3 @@
+"""Websocket URL map (agents and dashboards)."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,96 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from console.env import database_from_url, env_bool, env_int, validate_redis_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://u@h/db", "postgres://host:notaport/db", "postgres://127.0.0.1:5432/", "postgres:///db", "nonsense"],
+)
+def test_malformed_database_url_names_the_setting(url):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url(url)
+
+
+def test_database_url_postgres_and_sqlite():
+    pg = database_from_url("postgres://alice:s%40cret@db.example:6543/voxfleet?sslmode=require")
+    assert pg["ENGINE"] == "django.db.backends.postgresql"
+    assert (pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
+        "voxfleet",
+        "alice",
+        "s@cret",
+        "db.example",
+        "6543",
+    )
+    assert pg["OPTIONS"] == {"sslmode": "require"}
+    assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
+
+
+def test_typed_helpers_fail_loudly(monkeypatch):
+    monkeypatch.setenv("SOME_FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="SOME_FLAG"):
+        env_bool("SOME_FLAG")
+    monkeypatch.setenv("SOME_INT", "ten")
+    with pytest.raises(ImproperlyConfigured, match="SOME_INT"):
+        env_int("SOME_INT", 1)
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        validate_redis_url("http://localhost:6379")
+
+
+def _django_setup(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}}
+    clean.update(env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='console.settings'; django.setup()",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_start_with_malformed_database_url_fails_naming_it():
+    result = _django_setup(DATABASE_URL="postgres://localhost:abc/voxfleet")
+    assert result.returncode != 0
+    assert "DATABASE_URL" in result.stderr
+
+
+def test_production_start_without_secret_key_fails_naming_it():
+    result = _django_setup(
+        VOXFLEET_PRODUCTION="1",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/voxfleet",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="voxfleet.example",
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_development_defaults():
+    result = _django_setup(VOXFLEET_PRODUCTION="1", SECRET_KEY="x" * 40, ALLOWED_HOSTS="voxfleet.example")
+    assert result.returncode != 0
+    assert "DATABASE_URL" in result.stderr
+
+
+def test_production_starts_when_fully_configured():
+    result = _django_setup(
+        VOXFLEET_PRODUCTION="1",
+        SECRET_KEY="x" * 40,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/voxfleet",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="voxfleet.example",
+    )
+    assert result.returncode == 0, result.stderr
