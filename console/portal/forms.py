@@ -1,0 +1,85 @@
+"""Portal forms: input checks only; the rules themselves live in services."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+from django.contrib.auth import password_validation
+
+_COMMON_ZONES = [
+    "UTC",
+    "Asia/Shanghai",
+    "Asia/Hong_Kong",
+    "Asia/Taipei",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Asia/Singapore",
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Los_Angeles",
+]
+
+
+def _zone_choices():
+    rest = sorted(zoneinfo.available_timezones() - set(_COMMON_ZONES))
+    return [(z, z) for z in _COMMON_ZONES] + [(z, z) for z in rest]
+
+
+class _PasswordPairMixin:
+    def clean(self):
+        data = super().clean()
+        p1, p2 = data.get("password1"), data.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            try:
+                password_validation.validate_password(p1)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return data
+
+
+class SignupForm(_PasswordPairMixin, forms.Form):
+    organisation = forms.CharField(
+        max_length=128, label="Organisation", help_text="Your company or project; you can invite teammates later."
+    )
+    username = forms.RegexField(
+        regex=r"^[\w.@+-]+$",
+        max_length=150,
+        help_text="Letters, digits and @ . + - _ only.",
+        error_messages={"invalid": "Use only letters, digits and @ . + - _."},
+    )
+    email = forms.EmailField(help_text="For password resets and invoices.")
+    password1 = forms.CharField(
+        label="Password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 8 characters.",
+    )
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    time_zone = forms.ChoiceField(
+        choices=_zone_choices, initial="UTC", help_text="Free plan tokens reset at midnight in this time zone."
+    )
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail of the person to invite")
+
+
+class InviteAcceptForm(_PasswordPairMixin, forms.Form):
+    username = forms.RegexField(
+        regex=r"^[\w.@+-]+$", max_length=150, error_messages={"invalid": "Use only letters, digits and @ . + - _."}
+    )
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=64, label="Key name", help_text="Where it will be used, e.g. “production server”."
+    )
