@@ -1,4 +1,4 @@
-"""Billing models: plans, tenants and their members, API keys."""
+"""Billing models: plans, tenants, members, API keys, quotas, the ledger, top-ups and invoices."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
+
+from billing.errors import InvoiceImmutable, LedgerImmutable
 
 
 class AllowancePeriod(models.TextChoices):
@@ -38,6 +41,12 @@ class Plan(models.Model):
     allow_styles = models.BooleanField(default=False)
     allow_topups = models.BooleanField(default=False)
     dedicated_nodes = models.BooleanField(default=False)
+    gpu_rental_price_per_hour = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("0.0000"),
+        help_text="Price per GPU-hour of the tenant's dedicated nodes (enterprise rental).",
+    )
     requests_per_minute = models.PositiveIntegerField(default=60)
     concurrent_jobs = models.PositiveIntegerField(default=2)
     is_public = models.BooleanField(default=True, help_text="Offered on the sign-up and plan pages.")
@@ -131,3 +140,379 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+# --- Quotas, reservations and the ledger -------------------------------------------------
+#
+# Balances live as counters on ``BillingAccount`` (allowance of the open window) and
+# ``TopUp`` (each pack's remaining tokens) so the hot path reads one locked row, but every
+# change to them is also an append-only ``LedgerEntry``; ``billing_reconcile`` re-derives the
+# counters from the rows. Lock order, everywhere: BillingAccount -> TopUp rows (by expiry,
+# id) -> TokenReservation. Settling takes only the reservation lock (a suffix of that order).
+
+
+class BillingAccount(models.Model):
+    """A tenant's quota state: the open allowance window and its remaining tokens (the lock row)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="billing_account")
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    allowance_tokens = models.PositiveBigIntegerField(default=0, help_text="Granted for the open window.")
+    allowance_remaining = models.BigIntegerField(default=0)
+    pending_plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+", help_text="Downgrade target."
+    )
+    pending_plan_at = models.DateTimeField(null=True, blank=True, help_text="When the downgrade takes effect.")
+    gpu_rental_price_per_hour = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Contract rate per GPU-hour of dedicated nodes; empty uses the plan's rate.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(allowance_remaining__gte=0), name="account_allowance_nonneg")
+        ]
+
+    def __str__(self) -> str:
+        return f"account of {self.tenant_id}"
+
+
+class ReservationStatus(models.TextChoices):
+    OPEN = "open", "open"
+    SETTLED = "settled", "settled"
+    RELEASED = "released", "released"
+
+
+class TokenReservation(models.Model):
+    """Tokens held for one accepted job; settling consumes them and records GPU usage, releasing returns them."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="reservations")
+    tokens = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.OPEN)
+    # NULL, not "": keys are unique per tenant and NULLs never collide.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    reference = models.CharField(max_length=128, blank=True, help_text="Caller's reference, e.g. job:42.")
+    # Where the tokens came from (allowance first, then top-ups by earliest expiry, then overage).
+    window_start = models.DateTimeField(null=True, blank=True)
+    from_allowance = models.PositiveIntegerField(default=0)
+    from_topups = models.JSONField(default=list, blank=True, help_text="[[topup_id, tokens], ...]")
+    from_overage = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.CharField(max_length=64, blank=True)
+    # Usage recorded at settle, for unit economics and GPU rental.
+    gpu_seconds = models.FloatField(default=0.0)
+    node_name = models.CharField(max_length=64, blank=True)
+    gpu_model = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="reservation_unique_idempotency"),
+            models.CheckConstraint(condition=models.Q(tokens__gt=0), name="reservation_tokens_positive"),
+            models.CheckConstraint(condition=models.Q(gpu_seconds__gte=0), name="reservation_gpu_seconds_nonneg"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "settled_at"], name="reservation_status_settled"),
+            models.Index(fields=["tenant", "settled_at"], name="reservation_tenant_settled"),
+        ]
+
+    def __str__(self) -> str:
+        return f"reservation {self.pk} ({self.tokens} tokens, {self.status})"
+
+
+class LedgerKind(models.TextChoices):
+    GRANT = "grant", "allowance grant"
+    RESERVE = "reserve", "reservation"
+    SETTLE = "settle", "settlement"
+    RELEASE = "release", "release"
+    TOPUP = "topup", "top-up"
+    EXPIRY = "expiry", "expiry"
+    ADJUSTMENT = "adjustment", "adjustment"
+
+
+class LedgerBucket(models.TextChoices):
+    ALLOWANCE = "allowance", "allowance"
+    TOPUP = "topup", "top-up"
+    OVERAGE = "overage", "overage"
+    HELD = "held", "held only"
+
+
+class LedgerEntry(models.Model):
+    """One append-only balance change: available and held token deltas for one bucket."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices)
+    bucket = models.CharField(max_length=16, choices=LedgerBucket.choices)
+    # available: spendable tokens of the bucket; held: tokens reserved by open reservations.
+    available_delta = models.BigIntegerField(default=0)
+    held_delta = models.BigIntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True, help_text="Allowance window the row belongs to.")
+    topup = models.ForeignKey("TopUp", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries")
+    reservation = models.ForeignKey(
+        TokenReservation, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries"
+    )
+    idempotency_key = models.CharField(max_length=160, null=True, blank=True, unique=True)  # noqa: DJ001
+    note = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["tenant", "bucket", "window_start"], name="ledger_tenant_bucket_window")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.bucket} {self.available_delta:+d}/{self.held_delta:+d}"
+
+    def save(self, *args, **kwargs):
+        # Append-only: a row once written is history (PostgreSQL also refuses it by trigger).
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise LedgerImmutable("Ledger entries are append-only; write an adjustment instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable("Ledger entries are append-only and cannot be deleted.")
+
+
+class TopUpPack(models.Model):
+    """A purchasable top-up pack in the catalogue: tokens, price and how long they stay valid."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=64)
+    tokens = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    validity_days = models.PositiveIntegerField(default=365)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["tokens"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(tokens__gt=0), name="topuppack_tokens_positive"),
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="topuppack_price_nonneg"),
+            models.CheckConstraint(condition=models.Q(validity_days__gt=0), name="topuppack_validity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tokens} tokens)"
+
+
+class TopUp(models.Model):
+    """Tokens a tenant bought (or was granted) on top of its allowance, spendable until expiry."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="topups")
+    pack = models.ForeignKey(TopUpPack, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    tokens = models.PositiveIntegerField()
+    remaining = models.BigIntegerField()
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    currency = models.CharField(max_length=3, default="USD")
+    purchased_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When the leftover was written off.")
+    payment = models.ForeignKey("Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["expires_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(tokens__gt=0), name="topup_tokens_positive"),
+            models.CheckConstraint(condition=models.Q(remaining__gte=0), name="topup_remaining_nonneg"),
+        ]
+        indexes = [models.Index(fields=["tenant", "expires_at"], name="topup_tenant_expiry")]
+
+    def __str__(self) -> str:
+        return f"top-up {self.pk}: {self.remaining}/{self.tokens} until {self.expires_at:%Y-%m-%d}"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+
+
+class Payment(models.Model):
+    """A charge made through a payment provider (top-up purchase, invoice settlement)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="payments")
+    provider = models.CharField(max_length=32)
+    reference = models.CharField(max_length=128, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices)
+    purpose = models.CharField(max_length=128)
+    idempotency_key = models.CharField(max_length=160, null=True, blank=True, unique=True)  # noqa: DJ001
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} via {self.provider} ({self.status})"
+
+
+class PlanChangeKind(models.TextChoices):
+    UPGRADE = "upgrade", "upgrade (immediate, prorated)"
+    DOWNGRADE = "downgrade", "downgrade (at period end)"
+
+
+class PlanChange(models.Model):
+    """A requested plan change: upgrades apply at once with a prorated charge, downgrades at period end."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="plan_changes")
+    from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=PlanChangeKind.choices)
+    requested_at = models.DateTimeField(default=timezone.now)
+    effective_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    prorated_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
+    currency = models.CharField(max_length=3, default="USD")
+    prorated_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.from_plan} -> {self.to_plan} ({self.kind})"
+
+
+class CustomFee(models.Model):
+    """A one-off charge (custom development, contract fee) billed on the invoice for its month."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="custom_fees")
+    description = models.CharField(max_length=255)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    period_month = models.DateField(help_text="Any day in the month whose invoice carries this fee.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_month", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount__gt=0), name="customfee_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount} {self.currency}"
+
+
+class GpuCostRate(models.Model):
+    """What one hour of one GPU of a model costs us (admin-editable), for margin figures."""
+
+    gpu_model = models.CharField(max_length=64, unique=True, help_text="As nodes report it, e.g. A10, L20, H100.")
+    hourly_cost = models.DecimalField(max_digits=10, decimal_places=4)
+    currency = models.CharField(max_length=3, default="USD")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["gpu_model"]
+        constraints = [models.CheckConstraint(condition=models.Q(hourly_cost__gte=0), name="gpucost_nonneg")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_model}: {self.hourly_cost} {self.currency}/h"
+
+
+# --- Invoices ---------------------------------------------------------------------------
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "draft"
+    FINALIZED = "finalized", "finalized"
+    PAID = "paid", "paid"
+    VOID = "void", "void"
+
+
+class Invoice(models.Model):
+    """A tenant's monthly bill; line items and amounts are frozen once it leaves draft."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(max_length=32, unique=True)
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="Exclusive: the first day of the next month.")
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    currency = models.CharField(max_length=3, default="USD")
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    created_at = models.DateTimeField(default=timezone.now)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-period_start", "tenant__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "period_start"], name="invoice_unique_tenant_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.status})"
+
+    # Fields that may still change after finalizing: the state machine's own columns.
+    STATE_FIELDS = frozenset({"status", "paid_at", "voided_at", "payment"})
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            old = Invoice.objects.filter(pk=self.pk).values().first()
+            if old and old["status"] != InvoiceStatus.DRAFT:
+                changed = {
+                    f.name
+                    for f in self._meta.concrete_fields
+                    if old[f.attname] != getattr(self, f.attname) and f.name not in self.STATE_FIELDS
+                }
+                if changed:
+                    raise InvoiceImmutable(
+                        f"Invoice {old['number']} is {old['status']}; its {', '.join(sorted(changed))} cannot change."
+                    )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.status != InvoiceStatus.DRAFT:
+            raise InvoiceImmutable(f"Invoice {self.number} is {self.status} and cannot be deleted.")
+        return super().delete(*args, **kwargs)
+
+
+class InvoiceLineKind(models.TextChoices):
+    SUBSCRIPTION = "subscription", "subscription"
+    PRORATION = "proration", "plan change proration"
+    TOPUP = "topup", "top-up pack"
+    OVERAGE = "overage", "overage"
+    GPU_RENTAL = "gpu_rental", "GPU rental"
+    CUSTOM = "custom", "custom fee"
+
+
+class InvoiceLine(models.Model):
+    """One line of an invoice: quantity x unit price = amount, in the invoice's currency."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=16, choices=InvoiceLineKind.choices)
+    description = models.CharField(max_length=255)
+    quantity = models.DecimalField(max_digits=16, decimal_places=4)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=4)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["invoice", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount}"
+
+    def save(self, *args, **kwargs):
+        self._check_draft()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._check_draft()
+        return super().delete(*args, **kwargs)
+
+    def _check_draft(self) -> None:
+        status = Invoice.objects.filter(pk=self.invoice_id).values_list("status", flat=True).first()
+        if status is not None and status != InvoiceStatus.DRAFT:
+            raise InvoiceImmutable(f"Invoice {self.invoice_id} is {status}; its lines cannot change.")
