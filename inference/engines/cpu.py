@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import logging
 import math
-import re
 import shutil
 import subprocess
 import threading
@@ -43,20 +42,21 @@ _ESPEAK_LANGUAGE_VOICE = {"zh": "cmn-latn-pinyin", "yue": "yue", "en": "en-us", 
 # espeak-ng voice variants per gender; their natural pitch is measured in
 # _VARIANT_F0_HZ (median F0 at -p 50) and used to follow a cloned voice's pitch.
 _VARIANT = {"female": "f2", "male": "m3"}
+# Preset voices' espeak-ng -p (about 185-200 Hz female, 105-120 Hz male; see _VARIANT_F0_HZ).
 _PRESET_PITCH = {
-    "zh-female": 55,
-    "zh-male": 45,
-    "yue-female": 60,
-    "yue-male": 48,
-    "en-female": 52,
-    "ja-female": 58,
-    "ja-male": 46,
-    "ko-female": 56,
-    "ko-male": 44,
+    "zh-female": 58,
+    "zh-male": 68,
+    "yue-female": 62,
+    "yue-male": 64,
+    "en-female": 56,
+    "ja-female": 62,
+    "ja-male": 70,
+    "ko-female": 60,
+    "ko-male": 66,
 }
-# Speaking rate (syllable nuclei per second) espeak-ng produces at -s 175; a cloned
-# voice's measured rate is compared against it to set the speed.
-_REFERENCE_SYLLABLE_RATE = 4.2
+# Speaking rate (syllable nuclei per second, as inference.audio.profile measures it)
+# espeak-ng produces at -s 175; a cloned voice's measured rate is compared against it.
+_REFERENCE_SYLLABLE_RATE = 3.8
 
 # Emotions as prosody: (pitch offset on espeak's 0-99 scale, rate factor, pitch range %).
 _EMOTION_PROSODY = {
@@ -356,18 +356,19 @@ class CpuEngine(SynthesisEngine):
 def pitch_for_f0(f0_hz: float, gender: str) -> int:
     """espeak-ng ``-p`` value whose median F0 is closest to ``f0_hz`` for the gender's variant.
 
-    Calibration (median F0 at -p 0/50/99, measured with ``inference.audio.profile``):
-    espeak-ng's pitch scale is close to linear in Hz across 0-99.
+    espeak-ng's pitch scale is close to exponential in Hz, so the calibration table is
+    interpolated in log-frequency.
     """
-    low, mid, high = _VARIANT_F0_HZ.get(gender, _VARIANT_F0_HZ["male"])
-    if f0_hz <= mid:
-        value = 50.0 * (f0_hz - low) / max(1e-6, mid - low)
-    else:
-        value = 50.0 + 49.0 * (f0_hz - mid) / max(1e-6, high - mid)
+    table = _VARIANT_F0_HZ.get(gender, _VARIANT_F0_HZ["male"])
+    steps = numpy.array([step for step, _ in table], dtype=numpy.float64)
+    logs = numpy.log([hz for _, hz in table])
+    value = float(numpy.interp(math.log(max(f0_hz, 1.0)), logs, steps))
     return int(round(min(99.0, max(0.0, value))))
 
 
-# Median F0 (Hz) of the variants at -p 0, 50 and 99 (Mandarin test sentence).
-_VARIANT_F0_HZ = {"female": (150.0, 210.0, 290.0), "male": (75.0, 110.0, 160.0)}
-
-_SPACE = re.compile(r"\s+")
+# Median F0 (Hz) of the variants at -p 0/25/50/75/99, measured with
+# inference.audio.profile.extract_voice_profile on a Mandarin sentence (espeak-ng 1.51).
+_VARIANT_F0_HZ = {
+    "female": ((0, 106.6), (25, 131.3), (50, 169.1), (75, 224.9), (99, 297.9)),
+    "male": ((0, 64.1), (25, 74.4), (50, 91.9), (75, 120.3), (99, 159.5)),
+}
