@@ -15,7 +15,9 @@ from django.utils.module_loading import import_string
 logger = logging.getLogger(__name__)
 
 # Each entry is an async callable returning an async ``stop`` callable.
-EMBEDDED_SERVICES: list[str] = []
+EMBEDDED_SERVICES: list[str] = [
+    "fleetagent.embedded.local_agent_start",
+]
 
 _stops: list = []
 
