@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import F
+from datetime import timedelta
 
-from fleetagent.models import Node, NodeState
+from django.db.models import F
+from django.utils import timezone
+
+from fleetagent.models import GpuSample, Node, NodeAction, NodeState
 
 
 def node_pick_for_tenant(*, tenant) -> Node | None:
@@ -21,3 +24,169 @@ def node_pick_for_tenant(*, tenant) -> Node | None:
     else:
         nodes = nodes.filter(dedicated_tenant__isnull=True)
     return nodes.annotate(load=F("jobs_running") + F("jobs_queued")).order_by("load", "name").first()
+
+
+def _last_action(node_ids: list[int]) -> dict[int, dict]:
+    out: dict[int, dict] = {}
+    for action in NodeAction.objects.filter(node_id__in=node_ids).select_related("requested_by").order_by("-id")[:500]:
+        if action.node_id not in out:
+            out[action.node_id] = node_action_dict(action)
+    return out
+
+
+def node_action_dict(action: NodeAction) -> dict:
+    return {
+        "id": action.pk,
+        "node": action.node.name if "node" in action._state.fields_cache else action.node_id,
+        "action": action.action,
+        "outcome": action.outcome,
+        "message": action.message,
+        "detail": action.detail,
+        "requested_by": action.requested_by.username if action.requested_by else None,
+        "requested_at": action.requested_at.isoformat(),
+        "acknowledged_at": action.acknowledged_at.isoformat() if action.acknowledged_at else None,
+    }
+
+
+def gpu_latest(*, node_ids: list[int] | None = None, within_s: int = 15) -> dict[int, list[dict]]:
+    """The newest 1 s reading of each GPU (or CPU host row) per node, from the last ``within_s`` seconds."""
+    since = timezone.now() - timedelta(seconds=within_s)
+    rows = GpuSample.objects.filter(resolution_s=GpuSample.RESOLUTION_RAW, at__gte=since)
+    if node_ids is not None:
+        rows = rows.filter(node_id__in=node_ids)
+    seen: set[tuple[int, int]] = set()
+    out: dict[int, list[dict]] = {}
+    for row in rows.order_by("-at").values():
+        key = (row["node_id"], row["gpu_index"])
+        if key in seen:
+            continue
+        seen.add(key)
+        row["ts"] = row.pop("at").timestamp()
+        row["index"] = row.pop("gpu_index")
+        out.setdefault(row["node_id"], []).append(row)
+    for readings in out.values():
+        readings.sort(key=lambda r: r["index"])
+    return out
+
+
+def node_snapshot_list(*, node_ids: list[int] | None = None) -> list[dict]:
+    """What a dashboard shows per node: identity, state, live stats, newest GPU readings, last action."""
+    nodes = Node.objects.select_related("dedicated_tenant")
+    if node_ids is not None:
+        nodes = nodes.filter(pk__in=node_ids)
+    nodes = list(nodes)
+    ids = [n.pk for n in nodes]
+    actions = _last_action(ids)
+    latest = gpu_latest(node_ids=ids)
+    out = []
+    for node in nodes:
+        readings = latest.get(node.pk, [])
+        gpus = [r for r in readings if r["index"] >= 0]
+        host = next((r for r in readings if r["index"] < 0), None)
+        out.append(
+            {
+                "id": node.pk,
+                "name": node.name,
+                "state": node.state,
+                "state_reason": node.state_reason,
+                "hostname": node.hostname,
+                "gpu_model": node.gpu_model,
+                "gpu_count": node.gpu_count,
+                "nvml": node.nvml_available,
+                "engine": node.engine,
+                "agent_version": node.agent_version,
+                "agent_connected": bool(node.agent_channel),
+                "dedicated_tenant": node.dedicated_tenant.name if node.dedicated_tenant else None,
+                "last_seen_at": node.last_seen_at.timestamp() if node.last_seen_at else None,
+                "stats": {**node.stats, "jobs_running": node.jobs_running, "jobs_queued": node.jobs_queued},
+                "gpus": [_reading(r) for r in gpus],
+                "host": (
+                    {
+                        "cpu_percent": host["utilization"],
+                        "ram_used_mb": host["vram_used_mb"],
+                        "ram_total_mb": host["vram_total_mb"],
+                    }
+                    if host
+                    else None
+                ),
+                "ts": max((r["ts"] for r in readings), default=None),
+                "last_action": actions.get(node.pk),
+            }
+        )
+    return out
+
+
+def _reading(row: dict) -> dict:
+    return {
+        k: row[k]
+        for k in (
+            "index",
+            *_SERIES_FIELDS,
+            "temperature_c",
+            "power_w",
+            "power_limit_w",
+            "sm_clock_mhz",
+            "throttle_reasons",
+            "ecc_errors",
+            "xid_errors",
+        )
+    }
+
+
+_SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb")
+
+
+def gpu_series(*, node: Node, minutes: int = 10) -> dict:
+    """Time series for one node's charts: 1 s rows for windows within the hour, 1 min rollups beyond."""
+    now = timezone.now()
+    since = now - timedelta(minutes=minutes)
+    resolution = GpuSample.RESOLUTION_RAW if minutes <= 60 else GpuSample.RESOLUTION_MINUTE
+    rows = (
+        GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
+        .order_by("at")
+        .values("gpu_index", "at", *_SERIES_FIELDS)
+    )
+    series: dict[int, dict] = {}
+    for row in rows:
+        s = series.setdefault(row["gpu_index"], {"t": [], "utilization": [], "vram_used_mb": [], "vram_total_mb": []})
+        s["t"].append(row["at"].timestamp())
+        s["utilization"].append(row["utilization"])
+        s["vram_used_mb"].append(row["vram_used_mb"])
+        s["vram_total_mb"].append(row["vram_total_mb"])
+    return {"resolution_s": resolution, "gpus": {str(k): v for k, v in sorted(series.items())}}
+
+
+def node_action_list(*, node: Node | None = None, limit: int = 50) -> list[NodeAction]:
+    actions = NodeAction.objects.select_related("node", "requested_by")
+    if node is not None:
+        actions = actions.filter(node=node)
+    return list(actions[:limit])
+
+
+def fleet_alerts(*, snapshots: list[dict]) -> list[dict]:
+    """Alerts the dashboard lists: offline, stuck, XID errors, overheating."""
+    alerts = []
+    for snap in snapshots:
+        if snap["state"] in ("offline", "stuck"):
+            alerts.append(
+                {"node": snap["name"], "kind": snap["state"], "message": snap["state_reason"] or snap["state"]}
+            )
+        for gpu in snap["gpus"]:
+            if gpu.get("xid_errors"):
+                alerts.append(
+                    {
+                        "node": snap["name"],
+                        "kind": "xid",
+                        "message": f"GPU {gpu['index']}: {gpu['xid_errors']} XID error(s)",
+                    }
+                )
+            temp = gpu.get("temperature_c")
+            if temp is not None and temp >= OVERHEAT_C:
+                alerts.append(
+                    {"node": snap["name"], "kind": "overheat", "message": f"GPU {gpu['index']} at {temp:.0f} °C"}
+                )
+    return alerts
+
+
+# Datacenter GPUs start slowing down in the mid-80s °C; warn before they do.
+OVERHEAT_C = 85.0

@@ -1,13 +1,21 @@
-"""Fleet writes: registering nodes and rotating their tokens."""
+"""Fleet writes: nodes and their tokens, agent heartbeats and samples, node states, ops actions."""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Avg, Max, Q
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from console.credentials import credential_generate, credential_matches, credential_prefix
-from console.errors import NotFound
-from fleetagent.models import Node
+from console.errors import Conflict, NotFound, VoxfleetError
+from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -44,3 +52,399 @@ def node_authenticate(*, token: str) -> Node:
     if node is None or node.token_revoked_at is not None or not credential_matches(token, node.token_hash):
         raise NotFound("Unknown or revoked node token.", code="invalid_node_token")
     return node
+
+
+# --- agent connection, heartbeats and samples -------------------------------------------------
+
+# A node whose agent reports queued work for this node but nothing running for this long is stuck.
+QUEUE_STUCK_AFTER_S = 60
+RAW_KEEP_S = 60 * 60
+ROLLUP_KEEP_S = 30 * 24 * 60 * 60
+ACTION_TIMEOUT_S = 15 * 60
+
+
+def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
+    """An agent said hello: remember its channel and what it runs; an offline or stuck node comes back online."""
+    gpus = hello.get("gpus") or []
+    fields = {
+        "agent_channel": channel_name,
+        "hostname": str(hello.get("hostname", ""))[:255],
+        "agent_version": str(hello.get("agent_version", ""))[:32],
+        "engine": str(hello.get("engine", ""))[:64],
+        "nvml_available": bool(hello.get("nvml")),
+        "gpu_count": len(gpus),
+        "last_seen_at": timezone.now(),
+    }
+    if hello.get("gpu_model"):
+        fields["gpu_model"] = str(hello["gpu_model"])[:64]
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node_id)
+        # A restart in progress ends when the agent comes back (a crashed agent re-registers);
+        # draining is an ops decision and survives reconnects.
+        if node.state in (NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING):
+            fields["state"] = NodeState.DRAINING if hello.get("draining") else NodeState.ONLINE
+            fields["state_reason"] = ""
+        Node.objects.filter(pk=node_id).update(**fields)
+    node.refresh_from_db()
+    return node
+
+
+def node_agent_disconnect(*, node_id: int, channel_name: str) -> None:
+    """The agent's socket closed; the heartbeat timeout (not this) decides when it is offline."""
+    Node.objects.filter(pk=node_id, agent_channel=channel_name).update(agent_channel="")
+
+
+def _sample_rows(node_id: int, sample: dict) -> list[GpuSample]:
+    at = datetime.fromtimestamp(float(sample["ts"]), tz=UTC)
+    rows = []
+    for gpu in sample.get("gpus") or []:
+        rows.append(
+            GpuSample(
+                node_id=node_id,
+                gpu_index=int(gpu.get("index", 0)),
+                at=at,
+                utilization=float(gpu.get("utilization") or 0.0),
+                memory_utilization=float(gpu.get("memory_utilization") or 0.0),
+                vram_used_mb=float(gpu.get("vram_used_mb") or 0.0),
+                vram_total_mb=float(gpu.get("vram_total_mb") or 0.0),
+                temperature_c=_opt_float(gpu.get("temperature_c")),
+                power_w=_opt_float(gpu.get("power_w")),
+                power_limit_w=_opt_float(gpu.get("power_limit_w")),
+                sm_clock_mhz=_opt_float(gpu.get("sm_clock_mhz")),
+                throttle_reasons=int(gpu.get("throttle_reasons") or 0),
+                ecc_errors=int(gpu.get("ecc_errors") or 0),
+                xid_errors=int(gpu.get("xid_errors") or 0),
+            )
+        )
+    host = sample.get("host")
+    if not rows and host:
+        # CPU-mode node: the host's CPU and RAM stand in for GPU 0 on the charts.
+        rows.append(
+            GpuSample(
+                node_id=node_id,
+                gpu_index=-1,
+                at=at,
+                utilization=float(host.get("cpu_percent") or 0.0),
+                memory_utilization=_ratio(host.get("ram_used_mb"), host.get("ram_total_mb")),
+                vram_used_mb=float(host.get("ram_used_mb") or 0.0),
+                vram_total_mb=float(host.get("ram_total_mb") or 0.0),
+            )
+        )
+    return rows
+
+
+def _opt_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _ratio(used, total) -> float:
+    return round(100.0 * float(used or 0) / float(total), 1) if total else 0.0
+
+
+def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
+    """Persist a batch of agent samples (1 s resolution) and refresh each node's heartbeat.
+
+    Called once per flush interval for everything the ASGI process received, so 1,000 GPUs
+    at 1 Hz is one multi-row INSERT a second rather than a thousand. Returns the ids of nodes
+    whose state changed (offline -> online on a returning heartbeat).
+    """
+    if not batch:
+        return []
+    rows: list[GpuSample] = []
+    latest: dict[int, dict] = {}
+    for node_id, sample in batch:
+        rows.extend(_sample_rows(node_id, sample))
+        if node_id not in latest or sample["ts"] >= latest[node_id]["ts"]:
+            latest[node_id] = sample
+    now = timezone.now()
+    changed: list[int] = []
+    with transaction.atomic():
+        GpuSample.objects.bulk_create(rows, batch_size=2000)
+        nodes = {n.pk: n for n in Node.objects.filter(pk__in=latest.keys())}
+        for node_id, sample in latest.items():
+            node = nodes.get(node_id)
+            if node is None:
+                continue
+            stats = sample.get("node") or {}
+            node.last_seen_at = now
+            node.jobs_running = int(stats.get("jobs_running") or 0)
+            node.jobs_queued = int(stats.get("jobs_queued") or 0)
+            node.stats = {k: stats.get(k) for k in NODE_STAT_KEYS if k in stats}
+            if node.state == NodeState.OFFLINE:
+                node.state = NodeState.DRAINING if stats.get("draining") else NodeState.ONLINE
+                node.state_reason = ""
+                changed.append(node_id)
+        Node.objects.bulk_update(
+            nodes.values(), ["last_seen_at", "jobs_running", "jobs_queued", "stats", "state", "state_reason"]
+        )
+    return changed
+
+
+NODE_STAT_KEYS = (
+    "jobs_running",
+    "jobs_queued",
+    "success_rate_5m",
+    "success_rate_1h",
+    "jobs_5m",
+    "jobs_1h",
+    "latency_p50_s",
+    "latency_p95_s",
+    "rtf_mean",
+    "draining",
+)
+
+
+def _job_model():
+    """C's SynthesisJob when the jobs app has it (the fleet works without jobs, e.g. in its own tests)."""
+    try:
+        from inference.models import SynthesisJob
+    except ImportError:
+        return None
+    return SynthesisJob
+
+
+def _jobs_requeue(node_name: str) -> int:
+    try:
+        from inference.services import job_requeue_from_node
+    except ImportError:
+        logger.warning("inference.services.job_requeue_from_node not available; jobs on %s not requeued", node_name)
+        return 0
+    result = job_requeue_from_node(node_name=node_name)
+    return result if isinstance(result, int) else len(result or [])
+
+
+def node_states_sweep(*, now: datetime | None = None) -> list[int]:
+    """Heartbeat and stuck detection; returns ids of nodes whose state changed.
+
+    offline: no heartbeat for NODE_OFFLINE_AFTER_S (its in-flight jobs are handed to the jobs
+    app to requeue once, so an agent crash loses nothing). stuck: a job on the node is past its
+    deadline, or work queued for it is not being consumed. A stuck node whose cause is gone is
+    online again. Draining and restarting nodes keep their state unless they go silent.
+    """
+    now = now or timezone.now()
+    silent_before = now - timedelta(seconds=settings.NODE_OFFLINE_AFTER_S)
+    changed: list[int] = []
+    gone = list(
+        Node.objects.exclude(state=NodeState.OFFLINE).filter(
+            Q(last_seen_at__lt=silent_before) | Q(last_seen_at__isnull=True)
+        )
+    )
+    for node in gone:
+        updated = (
+            Node.objects.filter(pk=node.pk)
+            .exclude(state=NodeState.OFFLINE)
+            .update(
+                state=NodeState.OFFLINE,
+                state_reason=f"no heartbeat for {settings.NODE_OFFLINE_AFTER_S} s",
+                jobs_running=0,
+            )
+        )
+        if updated:
+            changed.append(node.pk)
+            _jobs_requeue(node.name)
+    SynthesisJob = _job_model()
+    for node in Node.objects.filter(state__in=[NodeState.ONLINE, NodeState.STUCK]):
+        reason = ""
+        if SynthesisJob is not None:
+            late = SynthesisJob.objects.filter(node=node, status="running", deadline_at__lt=now).count()
+            if late:
+                reason = f"{late} job(s) running past their deadline"
+            elif node.jobs_running == 0:
+                oldest = _oldest_queued(SynthesisJob, node)
+                if oldest is not None and oldest < now - timedelta(seconds=QUEUE_STUCK_AFTER_S):
+                    reason = f"queued work not consumed for over {QUEUE_STUCK_AFTER_S} s"
+        new_state = NodeState.STUCK if reason else NodeState.ONLINE
+        if new_state != node.state:
+            if Node.objects.filter(pk=node.pk, state=node.state).update(state=new_state, state_reason=reason):
+                changed.append(node.pk)
+    node_actions_expire(now=now)
+    return changed
+
+
+def _oldest_queued(SynthesisJob, node: Node):
+    field_names = {f.name for f in SynthesisJob._meta.get_fields()}
+    stamp = next((f for f in ("queued_at", "created_at", "accepted_at") if f in field_names), None)
+    if stamp is None:
+        return None
+    first = SynthesisJob.objects.filter(node=node, status="queued").order_by(stamp).values_list(stamp, flat=True)
+    return first.first()
+
+
+# --- downsampling ----------------------------------------------------------------------------
+
+
+def samples_downsample(*, now: datetime | None = None) -> dict:
+    """Roll 1 s samples older than an hour into 1 min means; drop rollups older than 30 days.
+
+    Only whole minutes before the cut-off are rolled up, and the raw rows are deleted in the
+    same transaction, so running it twice (beat and the embedded loop) never double-counts.
+    """
+    now = now or timezone.now()
+    cutoff = (now - timedelta(seconds=RAW_KEEP_S)).replace(second=0, microsecond=0)
+    raw = GpuSample.objects.filter(resolution_s=GpuSample.RESOLUTION_RAW, at__lt=cutoff)
+    with transaction.atomic():
+        buckets = (
+            raw.annotate(bucket=TruncMinute("at"))
+            .values("node_id", "gpu_index", "bucket")
+            .annotate(
+                utilization=Avg("utilization"),
+                memory_utilization=Avg("memory_utilization"),
+                vram_used_mb=Avg("vram_used_mb"),
+                vram_total_mb=Max("vram_total_mb"),
+                temperature_c=Avg("temperature_c"),
+                power_w=Avg("power_w"),
+                power_limit_w=Max("power_limit_w"),
+                sm_clock_mhz=Avg("sm_clock_mhz"),
+                throttle_reasons=Max("throttle_reasons"),
+                ecc_errors=Max("ecc_errors"),
+                xid_errors=Max("xid_errors"),
+            )
+        )
+        rollups = [
+            GpuSample(
+                node_id=b["node_id"],
+                gpu_index=b["gpu_index"],
+                at=b["bucket"],
+                resolution_s=GpuSample.RESOLUTION_MINUTE,
+                **{k: b[k] for k in _ROLLUP_FIELDS},
+            )
+            for b in buckets
+        ]
+        GpuSample.objects.bulk_create(rollups, batch_size=2000)
+        raw_deleted, _ = raw.delete()
+        old_deleted, _ = GpuSample.objects.filter(
+            resolution_s=GpuSample.RESOLUTION_MINUTE, at__lt=now - timedelta(seconds=ROLLUP_KEEP_S)
+        ).delete()
+    return {"rolled_up": len(rollups), "raw_deleted": raw_deleted, "pruned": old_deleted}
+
+
+_ROLLUP_FIELDS = (
+    "utilization",
+    "memory_utilization",
+    "vram_used_mb",
+    "vram_total_mb",
+    "temperature_c",
+    "power_w",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "throttle_reasons",
+    "ecc_errors",
+    "xid_errors",
+)
+
+
+# --- ops actions (drain / resume / restart) ----------------------------------------------------
+
+
+class AgentGone(Conflict):
+    """The node has no connected agent, so nobody can carry out or acknowledge the action."""
+
+    code = "agent_unavailable"
+
+
+def node_agent_present(*, node: Node, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    fresh = node.last_seen_at is not None and node.last_seen_at >= now - timedelta(
+        seconds=settings.NODE_OFFLINE_AFTER_S
+    )
+    return bool(node.agent_channel) and fresh and node.state != NodeState.OFFLINE
+
+
+def node_action_request(*, node: Node, action: str, user=None) -> NodeAction:
+    """Record an ops action and hand it to the node's agent; the agent's ack completes it.
+
+    Refused (409, written to the audit log as refused) when the agent is gone or another
+    action is still pending. Drain and restart take the node out of dispatch at once
+    (draining/restarting are never picked), before the agent even acknowledges.
+    """
+    if action not in NodeActionKind.values:
+        raise VoxfleetError(f"Unknown action {action!r}; use drain, resume or restart.", code="invalid_action")
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node.pk)
+        refusal = None
+        if not node_agent_present(node=node):
+            refusal = AgentGone(
+                f"Cannot {action} node {node.name}: its agent is not connected "
+                f"(state {node.state}, last heartbeat {_ago(node.last_seen_at)}). "
+                "Start the agent on the host first; its jobs are requeued automatically when it is offline."
+            )
+        elif NodeAction.objects.filter(node=node, outcome=NodeActionOutcome.PENDING).exists():
+            refusal = Conflict(
+                f"Node {node.name} is still carrying out an earlier action; wait for its acknowledgement.",
+                code="action_pending",
+            )
+        elif action == NodeActionKind.RESTART and node.state == NodeState.RESTARTING:
+            refusal = Conflict(f"Node {node.name} is already restarting.", code="action_pending")
+        record = NodeAction.objects.create(
+            node=node,
+            action=action,
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+            outcome=NodeActionOutcome.REFUSED if refusal else NodeActionOutcome.PENDING,
+            message=refusal.message if refusal else "",
+        )
+        if refusal is None and action == NodeActionKind.DRAIN:
+            Node.objects.filter(pk=node.pk).update(state=NodeState.DRAINING, state_reason="drained by ops")
+        elif refusal is None and action == NodeActionKind.RESTART:
+            Node.objects.filter(pk=node.pk).update(state=NodeState.RESTARTING, state_reason="restart requested")
+    if refusal is not None:
+        raise refusal
+    channel = node.agent_channel
+    transaction.on_commit(lambda: _agent_send(channel, record))
+    return record
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    return f"{int((timezone.now() - when).total_seconds())} s ago"
+
+
+def _agent_send(channel: str, record: NodeAction) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    async_to_sync(layer.send)(channel, {"type": "agent.command", "command_id": record.pk, "action": record.action})
+
+
+def node_action_acknowledge(*, node_id: int, command_id: int, ok: bool, detail: dict, error: str = "") -> NodeAction:
+    """The agent answered an action: complete the audit entry and move the node's state."""
+    with transaction.atomic():
+        record = NodeAction.objects.select_for_update().get(pk=command_id, node_id=node_id)
+        if record.outcome != NodeActionOutcome.PENDING:
+            return record  # a duplicate ack after a reconnect changes nothing
+        record.outcome = NodeActionOutcome.SUCCEEDED if ok else NodeActionOutcome.FAILED
+        record.acknowledged_at = timezone.now()
+        record.detail = detail or {}
+        record.message = (error or _action_summary(record.action, detail or {}))[:500]
+        record.save(update_fields=["outcome", "acknowledged_at", "detail", "message"])
+        node = Node.objects.select_for_update().get(pk=node_id)
+        if ok and record.action in (NodeActionKind.RESUME, NodeActionKind.RESTART):
+            state, reason = NodeState.ONLINE, ""
+        elif ok:
+            state, reason = NodeState.DRAINING, "drained by ops"
+        elif record.action == NodeActionKind.RESTART:
+            state, reason = NodeState.STUCK, f"restart failed: {error}"[:255]
+        else:
+            state, reason = node.state, node.state_reason
+        Node.objects.filter(pk=node_id).update(state=state, state_reason=reason)
+    return record
+
+
+def _action_summary(action: str, detail: dict) -> str:
+    if action != NodeActionKind.RESTART:
+        return f"{action} acknowledged"
+    before, after = detail.get("vram_before_mb"), detail.get("vram_after_mb")
+    vram = f"; VRAM {before} MB -> {after} MB" if before is not None else "; no CUDA device (VRAM not measured)"
+    return (
+        f"restarted in {detail.get('duration_s', '?')} s; {detail.get('jobs_finished', 0)} in-flight job(s) "
+        f"finished, {detail.get('jobs_requeued', 0)} requeued{vram}"
+    )
+
+
+def node_actions_expire(*, now: datetime | None = None) -> int:
+    """Pending actions the agent never answered (it died mid-action) are closed as timed out."""
+    now = now or timezone.now()
+    return NodeAction.objects.filter(
+        outcome=NodeActionOutcome.PENDING, requested_at__lt=now - timedelta(seconds=ACTION_TIMEOUT_S)
+    ).update(outcome=NodeActionOutcome.TIMED_OUT, message="the agent never acknowledged")

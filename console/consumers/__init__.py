@@ -1,0 +1,1 @@
+"""Channels consumers: fleet agents and ops dashboards."""

@@ -1,0 +1,106 @@
+"""The per-process fleet hub: batches agent samples for the database and for dashboards.
+
+Agent consumers hand each sample to the hub (no I/O on the hot path); the hub's loop sends
+one message per FANOUT_INTERVAL_S to the dashboards group with every node that changed since
+the last one, and persists everything received once per PERSIST_INTERVAL_S. With several
+ASGI processes each runs its own hub; dashboards then get one batch per process per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from console.consumers.groups import DASHBOARDS, FANOUT_INTERVAL_S, PERSIST_INTERVAL_S
+from fleetagent.selectors import node_snapshot_list
+from fleetagent.services import samples_ingest
+
+logger = logging.getLogger(__name__)
+
+# Samples waiting for the database while it is slow: beyond this the oldest are dropped
+# (dashboards still get them live) rather than letting memory grow without bound.
+PERSIST_BACKLOG_MAX = 200_000
+
+
+class FleetHub:
+    """Collects node updates and flushes them on a timer in the running event loop."""
+
+    def __init__(self) -> None:
+        self._changed: dict[int, dict] = {}
+        self._to_persist: list[tuple[int, dict]] = []
+        self._state_changed: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._last_persist = 0.0
+        self.dropped = 0
+
+    def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._task = loop.create_task(self._run(), name="fleet-hub")
+
+    def sample_submit(self, *, node_id: int, node_name: str, sample: dict) -> None:
+        self._ensure_running()
+        self._changed[node_id] = {
+            "id": node_id,
+            "name": node_name,
+            "ts": sample["ts"],
+            "gpus": [{k: v for k, v in gpu.items() if k != "processes"} for gpu in sample.get("gpus") or []],
+            "host": sample.get("host"),
+            "stats": sample.get("node") or {},
+        }
+        self._to_persist.append((node_id, sample))
+        if len(self._to_persist) > PERSIST_BACKLOG_MAX:
+            overflow = len(self._to_persist) - PERSIST_BACKLOG_MAX
+            del self._to_persist[:overflow]
+            self.dropped += overflow
+
+    def node_state_changed(self, *node_ids: int) -> None:
+        """Re-read these nodes (state, reason, last action) and push them with the next batch."""
+        self._ensure_running()
+        self._state_changed.update(node_ids)
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                await asyncio.sleep(FANOUT_INTERVAL_S)
+                await self.flush(layer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the hub must outlive one bad flush
+                logger.exception("fleet hub flush failed")
+
+    async def flush(self, layer=None, *, persist: bool | None = None) -> None:
+        layer = layer or get_channel_layer()
+        now = time.monotonic()
+        if persist is None:
+            persist = now - self._last_persist >= PERSIST_INTERVAL_S
+        changed_ids: list[int] = []
+        if persist and self._to_persist:
+            batch, self._to_persist = self._to_persist, []
+            self._last_persist = now
+            changed_ids = await database_sync_to_async(samples_ingest)(batch=batch)
+        refresh = self._state_changed | set(changed_ids)
+        self._state_changed = set()
+        updates, self._changed = self._changed, {}
+        if refresh:
+            for snap in await database_sync_to_async(node_snapshot_list)(node_ids=sorted(refresh)):
+                live = updates.get(snap["id"])
+                if live is not None:
+                    live.update({k: snap[k] for k in ("state", "state_reason", "last_action")})
+                else:
+                    updates[snap["id"]] = snap
+        if updates:
+            # Encode once here; each dashboard consumer forwards the text as is.
+            text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": list(updates.values())})
+            await layer.group_send(DASHBOARDS, {"type": "fleet.batch", "text": text})
+
+
+hub = FleetHub()

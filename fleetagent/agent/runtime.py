@@ -1,0 +1,157 @@
+"""What the agent does for ops commands, and the job counts it reports.
+
+``NodeRuntime`` is the in-process side shared by the embedded local node and a GPU host:
+drain (take no new jobs), resume, restart (drain, let in-flight jobs finish or requeue them,
+clear engine caches + ``torch.cuda.empty_cache()`` and reload through
+``inference.runtime.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
+stops and restarts consumption of the node's Celery queue through worker remote control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from channels.db import database_sync_to_async
+
+from fleetagent.agent.stats import JobStats
+
+logger = logging.getLogger(__name__)
+
+# How long a restart waits for in-flight jobs to finish before handing them back to the
+# jobs app to requeue (they have their own deadlines; this bounds the restart itself).
+RESTART_DRAIN_TIMEOUT_S = 120.0
+
+
+def engine_clear_and_reload() -> dict:
+    """inference.runtime's reload (engine caches, empty_cache, load again), VRAM before/after in MB.
+
+    VRAM is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
+    """
+    from inference.runtime import engine_clear_and_reload as reload
+
+    result = reload() or {}
+    before, after = result.get("vram_before") or {}, result.get("vram_after") or {}
+    engine = result.get("engine")
+    return {
+        "vram_before_mb": _mb(before.get("reserved")),
+        "vram_after_mb": _mb(after.get("reserved")),
+        "vram_allocated_before_mb": _mb(before.get("allocated")),
+        "vram_allocated_after_mb": _mb(after.get("allocated")),
+        "reload_s": result.get("reload_s"),
+        "engine": engine if isinstance(engine, str | dict) else str(engine),
+        "engine_reloaded": True,
+    }
+
+
+def _mb(value) -> float | None:
+    return None if value is None else round(value / (1024 * 1024), 1)
+
+
+def job_counts(*, node_name: str) -> tuple[int, int]:
+    """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
+    try:
+        from inference.models import SynthesisJob
+    except ImportError:
+        return 0, 0
+    rows = SynthesisJob.objects.filter(node__name=node_name, status__in=("running", "queued"))
+    running = queued = 0
+    for status in rows.values_list("status", flat=True):
+        if status == "running":
+            running += 1
+        else:
+            queued += 1
+    return running, queued
+
+
+def jobs_requeue(*, node_name: str) -> int:
+    try:
+        from inference.services import job_requeue_from_node
+    except ImportError:
+        return 0
+    result = job_requeue_from_node(node_name=node_name)
+    return result if isinstance(result, int) else len(result or [])
+
+
+class NodeRuntime:
+    """Drain/resume/restart for a node whose jobs run in this process."""
+
+    def __init__(self, *, node_name: str, stats: JobStats, drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S) -> None:
+        self.node_name = node_name
+        self.stats = stats
+        self.draining = False
+        self.drain_timeout_s = drain_timeout_s
+        self._lock = asyncio.Lock()
+
+    async def counts(self) -> tuple[int, int]:
+        return await database_sync_to_async(job_counts)(node_name=self.node_name)
+
+    # Hooks for the Celery worker (no-ops in embedded mode, where dispatch already skips
+    # a draining node because node_pick_for_tenant only picks online nodes).
+    async def _consume_stop(self) -> None:
+        return None
+
+    async def _consume_start(self) -> None:
+        return None
+
+    async def drain(self) -> dict:
+        self.draining = True
+        await self._consume_stop()
+        running, queued = await self.counts()
+        return {"jobs_running": running, "jobs_queued": queued}
+
+    async def resume(self) -> dict:
+        self.draining = False
+        await self._consume_start()
+        return {}
+
+    async def restart(self) -> dict:
+        async with self._lock:
+            started = time.monotonic()
+            was_draining = self.draining
+            await self.drain()
+            running_at_start, _ = await self.counts()
+            deadline = started + self.drain_timeout_s
+            running = running_at_start
+            while running and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                running, _ = await self.counts()
+            requeued = 0
+            if running:
+                requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
+            reload = await asyncio.to_thread(engine_clear_and_reload)
+            if not was_draining:
+                await self.resume()
+            return {
+                **reload,
+                "jobs_finished": running_at_start - running,
+                "jobs_requeued": requeued,
+                "duration_s": round(time.monotonic() - started, 2),
+            }
+
+    async def run_action(self, action: str) -> dict:
+        return await getattr(self, action)()
+
+
+class CeleryNodeRuntime(NodeRuntime):
+    """The node's Celery worker lives in this process; drain stops consuming its queue."""
+
+    def __init__(self, *, app, worker_hostname: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+        self.worker_hostname = worker_hostname
+
+    @property
+    def queue(self) -> str:
+        return f"node.{self.node_name}"
+
+    async def _consume_stop(self) -> None:
+        await asyncio.to_thread(
+            self.app.control.cancel_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
+        )
+
+    async def _consume_start(self) -> None:
+        await asyncio.to_thread(
+            self.app.control.add_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
+        )

@@ -1,0 +1,107 @@
+"""The agent <-> console websocket protocol (JSON text frames), versioned.
+
+Version 1. Every frame is a JSON object with ``"type"`` and ``"v"`` (the protocol version).
+
+agent -> console
+  hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}]}
+  sample  {seq, ts, gpus: [GPU reading], host: {cpu_percent, ram_used_mb, ram_total_mb}, node: NODE stats}
+  ack     {command_id, action, ok, detail: {...}, error}
+  bye     {reason}
+console -> agent
+  welcome {node, sample_interval_s, protocol}
+  command {command_id, action: drain|resume|restart}
+  error   {code, message}   (then the console closes the socket)
+
+GPU reading keys: index, utilization, memory_utilization, vram_used_mb, vram_total_mb,
+temperature_c, power_w, power_limit_w, sm_clock_mhz, throttle_reasons, ecc_errors,
+xid_errors, processes: [{pid, vram_used_mb}]. A CPU-mode agent sends ``gpus: []`` and
+``nvml: false``; its host block carries the figures instead.
+NODE stats keys: jobs_running, jobs_queued, success_rate_5m, success_rate_1h, jobs_5m,
+jobs_1h, latency_p50_s, latency_p95_s, rtf_mean, draining.
+``ts`` is the agent's wall clock (seconds since the epoch) when the reading was taken;
+dashboards use it to show (and the benchmark to measure) agent -> dashboard latency.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROTOCOL_VERSION = 1
+AGENT_VERSION = "1.0.0"
+
+HELLO = "hello"
+SAMPLE = "sample"
+ACK = "ack"
+BYE = "bye"
+WELCOME = "welcome"
+COMMAND = "command"
+ERROR = "error"
+
+AGENT_TYPES = frozenset({HELLO, SAMPLE, ACK, BYE})
+CONSOLE_TYPES = frozenset({WELCOME, COMMAND, ERROR})
+
+ACTIONS = ("drain", "resume", "restart")
+
+GPU_FIELDS = (
+    "index",
+    "utilization",
+    "memory_utilization",
+    "vram_used_mb",
+    "vram_total_mb",
+    "temperature_c",
+    "power_w",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "throttle_reasons",
+    "ecc_errors",
+    "xid_errors",
+)
+NODE_FIELDS = (
+    "jobs_running",
+    "jobs_queued",
+    "success_rate_5m",
+    "success_rate_1h",
+    "jobs_5m",
+    "jobs_1h",
+    "latency_p50_s",
+    "latency_p95_s",
+    "rtf_mean",
+    "draining",
+)
+
+# Close codes the console uses when it refuses an agent (4000-4999 are application codes).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_PROTOCOL = 4400
+CLOSE_REPLACED = 4409
+
+
+class ProtocolError(ValueError):
+    """A frame that is not valid for this protocol version."""
+
+
+def message_encode(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, "v": PROTOCOL_VERSION, **fields}, separators=(",", ":"))
+
+
+def message_decode(text: str | bytes, *, allowed: frozenset[str]) -> dict:
+    """Parse and check one frame; ProtocolError when it cannot be understood."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("frame must be a JSON object")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}, this console speaks {PROTOCOL_VERSION}")
+    kind = data.get("type")
+    if kind not in allowed:
+        raise ProtocolError(f"unexpected message type {kind!r}")
+    if kind == SAMPLE:
+        if not isinstance(data.get("gpus", []), list) or not isinstance(data.get("ts"), int | float):
+            raise ProtocolError("sample needs a numeric ts and a gpus list")
+    if kind == COMMAND and data.get("action") not in ACTIONS:
+        raise ProtocolError(f"unknown action {data.get('action')!r}")
+    if kind == ACK and not isinstance(data.get("command_id"), int):
+        raise ProtocolError("ack needs an integer command_id")
+    return data
