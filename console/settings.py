@@ -175,7 +175,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_DEFAULT_QUEUE = "console"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Fleet: heartbeat/stuck detection and 1 s -> 1 min sample rollups (fleetagent.tasks).
+    "fleet-sweep": {"task": "fleetagent.sweep", "schedule": 2.0},
+    "fleet-downsample": {"task": "fleetagent.downsample", "schedule": 60.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
