@@ -106,7 +106,27 @@ _FILLER = re.compile(
     r"speech|words|like|bit|little|more|much|very|manner|way|style|of|to|be|sound|talk)\b",
     re.I,
 )
-_LEFTOVER = re.compile(r"[\W_]+")
+# Boundaries between separate requests inside one instruction.
+_CLAUSE = re.compile(r"[|,，、;；.。!！?？]+|\b(?:and|but|then)\b|并且|而且|然后|同时|和", re.I)
+
+
+def _free_text(raw: str, spans: list[tuple[int, int]]) -> str:
+    """Clauses of ``raw`` that carry wording beyond the recognised phrases and filler.
+
+    A clause is kept verbatim ("like a pirate", "像播音员一样"), so the meaning survives;
+    clauses made only of filler ("用…说这句话", "please say it") are dropped.
+    """
+    marked = list(raw)
+    for start, end in spans:
+        for index in range(start, end):
+            marked[index] = "|"
+    kept = []
+    for clause in _CLAUSE.split("".join(marked)):
+        clause = clause.strip(" |")
+        if clause and re.search(r"\w", _FILLER.sub("", clause)):
+            kept.append(clause)
+    return ", ".join(kept)
+
 
 FEATURES = ("dialect", "emotion", "style")
 
@@ -244,14 +264,7 @@ def parse_instruction(text: str | None) -> Instruction | None:
         speed = 1.0
     speed = round(min(SPEED_MAX, max(SPEED_MIN, speed)), 3)
 
-    leftover = list(raw)
-    for start, end in spans:
-        for index in range(start, end):
-            leftover[index] = " "
-    remainder = _FILLER.sub(" ", "".join(leftover))
-    free_text = " ".join(part for part in _LEFTOVER.split(remainder) if part).strip()
-    if len(free_text) < 2 and not re.search(r"[\u4e00-\u9fff]", free_text):
-        free_text = ""
+    free_text = _free_text(raw, spans)
 
     return Instruction(
         raw=raw,
