@@ -35,7 +35,7 @@ run: install
 	@echo
 	@echo "== Voxfleet is serving at http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/) =="
 	@echo
-	$(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) --lifespan on --ws websockets
+	$(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) --lifespan on
 
 test: install-dev
 	$(BIN)/pytest
