@@ -1,0 +1,1 @@
+"""Ops dashboard: live fleet grid, node detail, drain/resume/restart, /metrics."""
