@@ -1,0 +1,175 @@
+"""OpenAI-compatible endpoints: POST /v1/audio/speech and GET /v1/models.
+
+Existing OpenAI clients work unchanged: ``Authorization: Bearer <api key>``, OpenAI's
+request fields (``seed`` added), OpenAI's error shape. The speech call is synchronous for
+the client but runs as a job on a node like any other (queue → node → engine), so it is
+metered, routed and recorded the same way; the response carries ``X-Tokens-Charged``,
+``X-Seed`` and ``X-Job-Id``.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.limits import request_admit
+from console.errors import Conflict, VoxfleetError
+from console.openai_api.errors import openai_exception_handler
+from inference.api.auth import ApiKeyAuthentication, request_tenant
+from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
+from inference.models import JobSource, JobStatus
+from inference.selectors import job_audio_read, job_wait_finished
+from inference.services import JobTimedOut, job_create, job_fail
+
+# Our model first; OpenAI's speech model names are accepted as aliases so unchanged
+# clients work. All of them run on whatever engine the fleet's nodes have loaded.
+MODEL_IDS = ("cosyvoice-3", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+MODEL_CREATED = 1_735_689_600  # 2025-01-01, a fixed "created" for the listing
+RESPONSE_FORMATS = ("wav", "pcm")
+
+
+class SpeechRequestSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text=f"One of {', '.join(MODEL_IDS)}.")
+    input = serializers.CharField(allow_blank=True, trim_whitespace=False, help_text="1–200 characters.")
+    voice = serializers.JSONField(help_text='A voice id or name (GET /api/v1/voices), or {"id": "..."}.')
+    instructions = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, trim_whitespace=False, help_text="At most 100 characters."
+    )
+    response_format = serializers.CharField(required=False, default="wav", help_text="wav (default) or pcm.")
+    speed = serializers.FloatField(required=False, allow_null=True, help_text=f"{SPEED_MIN}–{SPEED_MAX}.")
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, help_text=f"{SEED_MIN}–{SEED_MAX:,}; drawn and returned (X-Seed) if omitted."
+    )
+    stream_format = serializers.CharField(required=False, help_text="Only 'audio' is supported.")
+
+
+class ModelSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelListSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    data = ModelSerializer(many=True)
+
+
+class OpenAIView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    def get_exception_handler(self):
+        return openai_exception_handler
+
+
+def _invalid(message: str, *, param: str, code: str = "invalid_value") -> VoxfleetError:
+    return VoxfleetError(message, code=code, param=param)
+
+
+class SpeechView(OpenAIView):
+    @extend_schema(
+        operation_id="audio_speech_create",
+        summary="Synthesize speech (OpenAI-compatible; waits for the job)",
+        request=SpeechRequestSerializer,
+        responses={
+            (200, "audio/wav"): OpenApiTypes.BINARY,
+            (200, "audio/pcm"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(description="invalid_request_error"),
+            401: OpenApiResponse(description="Missing or invalid API key"),
+            403: OpenApiResponse(description="Feature not in the plan (feature_not_in_plan)"),
+            404: OpenApiResponse(description="Unknown voice"),
+            429: OpenApiResponse(description="insufficient_quota or rate_limit_exceeded"),
+        },
+        tags=["openai"],
+    )
+    def post(self, request):
+        tenant = request_tenant(request)
+        request_admit(tenant=tenant)
+        data = SpeechRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        if fields["model"] not in MODEL_IDS:
+            raise _invalid(
+                f"The model {fields['model']!r} does not exist; use one of {', '.join(MODEL_IDS)}.",
+                param="model",
+                code="model_not_found",
+            )
+        response_format = fields.get("response_format") or "wav"
+        if response_format not in RESPONSE_FORMATS:
+            raise _invalid(
+                f"response_format {response_format!r} is not supported; use wav or pcm.",
+                param="response_format",
+                code="unsupported_response_format",
+            )
+        if fields.get("stream_format") not in (None, "audio"):
+            raise _invalid("Only stream_format 'audio' is supported.", param="stream_format")
+        job = job_create(
+            tenant=tenant,
+            text=fields["input"],
+            voice=fields["voice"],
+            instruction=fields.get("instructions"),
+            seed=fields.get("seed"),
+            speed=fields.get("speed"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            source=JobSource.OPENAI,
+            api_key=request.auth,
+        )
+        remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
+        job = job_wait_finished(job_id=job.pk, timeout_s=remaining)
+        if not job.is_finished:
+            # Gave up waiting: fail it so the reservation is released (a late result is discarded).
+            job_fail(job=job, code="job_timed_out", message="The job did not finish in time; nothing was charged.")
+            job.refresh_from_db()
+        if job.status == JobStatus.SUCCEEDED:
+            return self._audio_response(job, response_format)
+        raise self._job_error(job)
+
+    @staticmethod
+    def _audio_response(job, response_format: str) -> HttpResponse:
+        audio = job_audio_read(job=job, response_format=response_format)
+        response = HttpResponse(audio.content, content_type=audio.content_type)
+        response["X-Tokens-Charged"] = str(job.tokens)
+        response["X-Seed"] = str(job.seed)
+        response["X-Job-Id"] = str(job.pk)
+        response["X-Sample-Rate"] = str(audio.sample_rate)
+        response["X-Engine-Version"] = job.engine_version
+        return response
+
+    @staticmethod
+    def _job_error(job) -> VoxfleetError:
+        if job.status == JobStatus.CANCELLED:
+            error = Conflict(f"Job {job.pk} was cancelled; nothing was charged.", code="job_cancelled")
+        elif job.error_code == "job_timed_out":
+            error = JobTimedOut(job.error or "The job did not finish in time; nothing was charged.")
+        else:
+            status = 503 if job.error_code in ("no_node_available", "node_lost", "dispatch_failed") else 500
+            error = VoxfleetError(
+                f"{job.error or 'Synthesis failed.'} Nothing was charged.",
+                code=job.error_code or "synthesis_failed",
+                status=status,
+            )
+            error.openai_type = "server_error"
+        error.headers["X-Job-Id"] = str(job.pk)
+        error.headers["X-Tokens-Charged"] = "0"
+        return error
+
+
+class ModelsView(OpenAIView):
+    @extend_schema(
+        operation_id="models_list",
+        summary="Models accepted by /v1/audio/speech (OpenAI-compatible)",
+        responses={200: ModelListSerializer},
+        tags=["openai"],
+    )
+    def get(self, request):
+        data = [{"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "voxfleet"} for m in MODEL_IDS]
+        return Response({"object": "list", "data": data})

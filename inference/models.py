@@ -1,0 +1,137 @@
+"""Inference models: tenants' cloned voices and synthesis jobs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from inference.engines.base import SEED_MAX, SEED_MIN, VoiceSpec
+
+
+class VoiceGender(models.TextChoices):
+    FEMALE = "female", "female"
+    MALE = "male", "male"
+
+
+class Voice(models.Model):
+    """A tenant's cloned voice: its prompt audio, optional transcript and extracted profile."""
+
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="voices")
+    name = models.CharField(max_length=64)
+    language = models.CharField(max_length=8, default="zh", help_text="Default language: zh, yue, en, ja, ko.")
+    gender = models.CharField(max_length=8, choices=VoiceGender.choices, default=VoiceGender.FEMALE)
+    prompt_audio = models.CharField(max_length=255, help_text="Path of the prompt audio under VAR_DIR/voices.")
+    prompt_transcript = models.TextField(blank=True)
+    prompt_duration_s = models.FloatField(default=0.0)
+    prompt_sample_rate = models.PositiveIntegerField(default=0)
+    profile = models.JSONField(default=dict, help_text="VoiceProfile.to_dict(): speaker embedding, pitch, rate.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="voice_unique_tenant_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant})"
+
+    @property
+    def key(self) -> str:
+        """The public id and the engine's voice key (stable: jobs store it)."""
+        return f"tenant-voice-{self.pk}"
+
+    def spec(self) -> VoiceSpec:
+        return VoiceSpec(
+            key=self.key,
+            language=self.language,
+            gender=self.gender,
+            profile=self.profile or None,
+            prompt_audio_path=str(settings.VAR_DIR / "voices" / self.prompt_audio),
+            prompt_transcript=self.prompt_transcript or None,
+            display_name=self.name,
+        )
+
+
+class JobStatus(models.TextChoices):
+    ACCEPTED = "accepted", "accepted"
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+OPEN_STATUSES = (JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobSource(models.TextChoices):
+    OPENAI = "openai", "/v1/audio/speech"
+    API = "api", "/api/v1/jobs"
+    PORTAL = "portal", "portal"
+
+
+class SynthesisJob(models.Model):
+    """One metered synthesis request, from acceptance (tokens reserved) to settled audio or release."""
+
+    tenant = models.ForeignKey("billing.Tenant", on_delete=models.CASCADE, related_name="synthesis_jobs")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.ACCEPTED)
+    source = models.CharField(max_length=16, choices=JobSource.choices, default=JobSource.API)
+    voice = models.ForeignKey(Voice, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    voice_key = models.CharField(max_length=64, help_text="Preset key or tenant-voice-<id>.")
+    voice_name = models.CharField(max_length=128, blank=True)
+    text = models.TextField()
+    instruction = models.TextField(blank=True)
+    language = models.CharField(max_length=8)
+    seed = models.PositiveIntegerField()
+    speed = models.FloatField(default=1.0)
+    tokens = models.PositiveIntegerField()
+    reservation_id = models.BigIntegerField(null=True, blank=True)
+    # NULL (not "") means "no key", so the partial unique constraint ignores keyless jobs.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    node = models.ForeignKey(
+        "fleetagent.Node", on_delete=models.SET_NULL, null=True, blank=True, related_name="synthesis_jobs"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a node claimed the job.")
+    requeues = models.PositiveSmallIntegerField(default=0, help_text="Times the job was moved off a dead node.")
+    api_key = models.ForeignKey("billing.ApiKey", on_delete=models.SET_NULL, null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    gpu_seconds = models.FloatField(null=True, blank=True, help_text="Engine time on the node (unit economics).")
+    audio_seconds = models.FloatField(null=True, blank=True)
+    rtf = models.FloatField(null=True, blank=True, help_text="Real-time factor: engine time / audio duration.")
+    engine_version = models.CharField(max_length=64, blank=True)
+    output_path = models.CharField(max_length=500, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["status", "node"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_unique_tenant_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(seed__gte=SEED_MIN) & Q(seed__lte=SEED_MAX),
+                name="job_seed_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES

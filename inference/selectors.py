@@ -1,0 +1,193 @@
+"""Inference reads: voices a tenant may use, its jobs and its synthesis usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from console.errors import NotFound
+from inference.engines.base import PRESET_VOICES, PRESET_VOICES_BY_KEY, VoiceSpec
+from inference.models import JobStatus, SynthesisJob, Voice
+
+
+@dataclass(frozen=True)
+class ResolvedVoice:
+    """A voice a request may use: a preset (``voice`` is None) or one of the tenant's own."""
+
+    spec: VoiceSpec
+    voice: Voice | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.key
+
+    @property
+    def is_preset(self) -> bool:
+        return self.voice is None
+
+
+def _tenant_voice_pk(ref: str) -> int | None:
+    prefix = "tenant-voice-"
+    if ref.startswith(prefix) and ref[len(prefix) :].isdigit():
+        return int(ref[len(prefix) :])
+    return None
+
+
+def voice_resolve(*, tenant, ref) -> ResolvedVoice:
+    """The voice named by ``ref``: a voice id (preset key or ``tenant-voice-<n>``) or a name.
+
+    Names match case-insensitively: the tenant's own voices first, then presets by display
+    name or by its short form ("Xiaomei"). Another tenant's voice is indistinguishable from a
+    voice that does not exist (404).
+    """
+    if isinstance(ref, dict):
+        ref = ref.get("id")
+    if not isinstance(ref, str) or not ref.strip():
+        raise NotFound(
+            "Unknown voice: give a voice id or name (GET /api/v1/voices lists them).", code="voice_not_found"
+        )
+    ref = ref.strip()
+    preset = PRESET_VOICES_BY_KEY.get(ref)
+    if preset is not None:
+        return ResolvedVoice(spec=preset, voice=None)
+    pk = _tenant_voice_pk(ref)
+    if pk is not None:
+        voice = Voice.objects.filter(tenant=tenant, pk=pk).first()
+        if voice is not None:
+            return ResolvedVoice(spec=voice.spec(), voice=voice)
+    voice = Voice.objects.filter(tenant=tenant, name__iexact=ref).first()
+    if voice is not None:
+        return ResolvedVoice(spec=voice.spec(), voice=voice)
+    lowered = ref.lower()
+    for spec in PRESET_VOICES:
+        short = spec.display_name.split(" (")[0].lower()
+        if lowered in (spec.display_name.lower(), short):
+            return ResolvedVoice(spec=spec, voice=None)
+    raise NotFound(
+        f"Unknown voice {ref!r}: give a voice id or name (GET /api/v1/voices lists them).", code="voice_not_found"
+    )
+
+
+def voice_list_for_tenant(*, tenant) -> list[ResolvedVoice]:
+    """Presets (available to every tenant) followed by the tenant's own voices by name."""
+    presets = [ResolvedVoice(spec=spec, voice=None) for spec in PRESET_VOICES]
+    own = [ResolvedVoice(spec=v.spec(), voice=v) for v in Voice.objects.filter(tenant=tenant).order_by("name", "pk")]
+    return presets + own
+
+
+def voice_get_own(*, tenant, voice_id: str) -> Voice:
+    """One of the tenant's own voices by id (presets are not editable); 404 otherwise."""
+    pk = _tenant_voice_pk(str(voice_id))
+    voice = Voice.objects.filter(tenant=tenant, pk=pk).first() if pk is not None else None
+    if voice is None:
+        raise NotFound(f"Unknown voice {voice_id!r}.", code="voice_not_found")
+    return voice
+
+
+def job_get_for_tenant(*, tenant, job_id) -> SynthesisJob:
+    """The tenant's job; another tenant's job is a 404 like a missing one."""
+    try:
+        pk = int(job_id)
+    except (TypeError, ValueError):
+        pk = None
+    job = (
+        SynthesisJob.objects.select_related("node", "voice").filter(tenant=tenant, pk=pk).first()
+        if pk is not None
+        else None
+    )
+    if job is None:
+        raise NotFound(f"Unknown job {job_id!r}.", code="job_not_found")
+    return job
+
+
+def job_list_for_tenant(*, tenant, status: str | None = None):
+    jobs = SynthesisJob.objects.select_related("node").filter(tenant=tenant)
+    if status:
+        jobs = jobs.filter(status=status)
+    return jobs.order_by("-created_at", "-id")
+
+
+def job_wait_finished(*, job_id: int, timeout_s: float) -> SynthesisJob:
+    """Block until the job is finished or ``timeout_s`` passes; returns the job as it is then."""
+    from inference import runtime
+
+    finished = set(
+        (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
+    )
+
+    def is_done() -> bool:
+        return SynthesisJob.objects.filter(pk=job_id, status__in=finished).exists()
+
+    runtime.job_done_wait(job_id=job_id, is_done=is_done, timeout_s=timeout_s)
+    return SynthesisJob.objects.select_related("node", "voice").get(pk=job_id)
+
+
+def usage_for_tenant(*, tenant, days: int = 30, now: dt.datetime | None = None) -> dict:
+    """Synthesis usage per UTC day for the last ``days`` days: tokens charged, jobs, audio and GPU seconds."""
+    now = now or timezone.now()
+    since = (now - dt.timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    jobs = SynthesisJob.objects.filter(tenant=tenant, created_at__gte=since)
+    rows = (
+        jobs.filter(status=JobStatus.SUCCEEDED)
+        .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+        .values("day")
+        .annotate(
+            tokens=Sum("tokens"), jobs=Count("id"), audio_seconds=Sum("audio_seconds"), gpu_seconds=Sum("gpu_seconds")
+        )
+        .order_by("day")
+    )
+    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    days_out = [
+        {
+            "date": row["day"].isoformat(),
+            "tokens": int(row["tokens"] or 0),
+            "jobs": int(row["jobs"] or 0),
+            "audio_seconds": round(float(row["audio_seconds"] or 0.0), 3),
+            "gpu_seconds": round(float(row["gpu_seconds"] or 0.0), 3),
+        }
+        for row in rows
+    ]
+    return {
+        "since": since.isoformat(),
+        "days": days_out,
+        "tokens_charged": sum(d["tokens"] for d in days_out),
+        "jobs_by_status": {status: int(by_status.get(status, 0)) for status in JobStatus.values},
+    }
+
+
+AUDIO_CONTENT_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+@dataclass(frozen=True)
+class JobAudio:
+    """A finished job's audio in the requested format."""
+
+    content: bytes
+    content_type: str
+    sample_rate: int
+
+
+def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAudio:
+    """The stored WAV, or its raw 16-bit little-endian mono PCM frames for ``pcm``."""
+    import io
+    import wave
+    from pathlib import Path
+
+    from console.errors import Conflict
+
+    if job.status != JobStatus.SUCCEEDED or not job.output_path:
+        raise Conflict(f"Job {job.pk} is {job.status}; audio exists only for succeeded jobs.", code="job_not_finished")
+    path = Path(job.output_path)
+    if not path.exists():
+        raise NotFound(f"The audio of job {job.pk} is no longer stored.", code="audio_gone")
+    data = path.read_bytes()
+    with wave.open(io.BytesIO(data), "rb") as wav:
+        rate = wav.getframerate()
+        frames = wav.readframes(wav.getnframes()) if response_format == "pcm" else b""
+    if response_format == "pcm":
+        return JobAudio(content=frames, content_type=AUDIO_CONTENT_TYPES["pcm"], sample_rate=rate)
+    return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
