@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # Each entry is an async callable returning an async ``stop`` callable.
 EMBEDDED_SERVICES: list[str] = [
     "fleetagent.embedded.local_agent_start",
+    "inference.embedded.start",
 ]
 
 _stops: list = []

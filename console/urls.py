@@ -12,6 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/v1/", include("inference.api.urls")),
+    path("v1/", include("console.openai_api.urls")),
+    path("billing/", include("billing.urls")),
     path("", include("console.ops.urls")),
     path("", include("console.portal.urls")),
 ]
