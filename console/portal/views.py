@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from functools import wraps
+from pathlib import Path
 
 from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
 from billing.models import ApiKey, MembershipRole
+from billing.selectors import quota_get
 from billing.services import api_key_create, api_key_revoke
 from console.errors import VoxfleetError
-from console.portal import forms, selectors, services
+from console.portal import charts, forms, selectors, services
+from console.portal import playground as playground_rules
+from inference.text.normalize import INSTRUCTION_MAX_CHARS, TEXT_MAX_CHARS
 
 
 def tenant_required(view):
@@ -31,7 +38,9 @@ def tenant_required(view):
         request.membership = membership
         request.tenant = membership.tenant
         request.is_owner = membership.role == MembershipRole.OWNER
-        return view(request, *args, **kwargs)
+        # Dates on the pages read in the tenant's time zone (where its Free quota resets).
+        with timezone.override(membership.tenant.tz):
+            return view(request, *args, **kwargs)
 
     return wrapper
 
@@ -164,4 +173,255 @@ def api_key_revoke_view(request, key_id: int):
 
 @tenant_required
 def dashboard(request):
-    return render(request, "portal/dashboard.html", {})
+    tenant = request.tenant
+    usage = selectors.usage_breakdown(tenant=tenant, days=30)
+    figures = {
+        "fig_per_day": charts.bar_figure(x=usage["days"], y=usage["tokens_per_day"], name="tokens"),
+        "fig_language": charts.donut_figure(
+            labels=list(usage["by_language"]), values=list(usage["by_language"].values())
+        ),
+        "fig_feature": charts.bar_figure(
+            x=list(usage["by_feature"]), y=list(usage["by_feature"].values()), color=charts.PALETTE[1]
+        ),
+    }
+    return render(
+        request,
+        "portal/dashboard.html",
+        {
+            "tenant": tenant,
+            "plan": tenant.plan,
+            "quota": quota_get(tenant=tenant),
+            "usage": usage,
+            "figures": figures,
+            "jobs": selectors.jobs_recent(tenant=tenant, limit=10),
+        },
+    )
+
+
+# --- playground ---------------------------------------------------------------------------
+
+
+@tenant_required
+def playground(request):
+    presets = playground_rules.presets_for_tenant(tenant=request.tenant)
+    plan = request.tenant.plan
+    return render(
+        request,
+        "portal/playground.html",
+        {
+            "tenant": request.tenant,
+            "is_owner": request.is_owner,
+            "quota": quota_get(tenant=request.tenant),
+            "presets": presets,
+            "plan_allows_instructions": plan.allow_dialects and plan.allow_emotions and plan.allow_styles,
+            "languages": playground_rules.languages_for_tenant(tenant=request.tenant),
+            "voices": selectors.voices_for_tenant(tenant=request.tenant),
+            "text_limit": TEXT_MAX_CHARS,
+            "instruction_limit": INSTRUCTION_MAX_CHARS,
+            "initial_text": request.GET.get("text", "")[:TEXT_MAX_CHARS],
+        },
+    )
+
+
+@require_GET
+@tenant_required
+def playground_quote(request):
+    """The live counter: tokens and inline errors, computed by the API's own rules."""
+    data = playground_rules.quote_get(
+        tenant=request.tenant,
+        text=request.GET.get("text", "")[:2000],
+        instruction=request.GET.get("instruction", "")[:1000],
+        language=request.GET.get("language", "zh")[:8],
+    )
+    return JsonResponse(data)
+
+
+@require_GET
+@tenant_required
+def quota(request):
+    q = quota_get(tenant=request.tenant)
+    return JsonResponse(
+        {
+            "remaining": q.remaining,
+            "allowance_remaining": q.allowance_remaining,
+            "topup_remaining": q.topup_remaining,
+            "reserved": q.reserved,
+            "allowance_tokens": q.allowance_tokens,
+            "resets_at": q.resets_at.isoformat(),
+        }
+    )
+
+
+@tenant_required
+def job_audio(request, job_id: int):
+    """A job's WAV for the tenant's members (an outsider gets the same 404 as a missing job)."""
+    from inference.models import JobStatus
+    from inference.selectors import job_get_for_tenant
+
+    try:
+        job = job_get_for_tenant(tenant=request.tenant, job_id=job_id)
+    except VoxfleetError as exc:
+        raise Http404(exc.message) from None
+    path = Path(job.output_path) if job.output_path else None
+    if job.status != JobStatus.SUCCEEDED or path is None or not path.is_file():
+        raise Http404("This job has no audio.")
+    response = FileResponse(path.open("rb"), content_type="audio/wav")
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="voxfleet-job-{job.pk}.wav"'
+    return response
+
+
+# --- plan and top-ups ---------------------------------------------------------------------
+
+
+@tenant_required
+def plan(request):
+    context = selectors.plan_options(tenant=request.tenant)
+    context.update(selectors.topups_for_tenant(tenant=request.tenant))
+    context.update(
+        {"tenant": request.tenant, "quota": quota_get(tenant=request.tenant), "idempotency_key": uuid.uuid4().hex}
+    )
+    return render(request, "portal/plan.html", context)
+
+
+@require_POST
+@owner_required
+def plan_change_view(request):
+    from billing.models import PlanChangeKind
+    from billing.services import plan_change
+
+    try:
+        change = plan_change(tenant=request.tenant, plan_code=request.POST.get("plan", ""))
+    except VoxfleetError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:plan")
+    if change.kind == PlanChangeKind.UPGRADE and change.prorated_amount:
+        _invoice_refresh(request.tenant)
+    if change.cancelled_at:
+        messages.success(
+            request, f"The pending change to {change.to_plan.name} is cancelled; you stay on {change.from_plan.name}."
+        )
+    elif change.kind == PlanChangeKind.UPGRADE:
+        charged = (
+            f" {change.prorated_amount} {change.currency} charged for the rest of this month."
+            if change.prorated_amount
+            else ""
+        )
+        messages.success(request, f"You are now on the {change.to_plan.name} plan.{charged}")
+    else:
+        messages.success(
+            request,
+            f"Your plan changes to {change.to_plan.name} on {timezone.localtime(change.effective_at):%Y-%m-%d %H:%M %Z}; "
+            f"until then you keep {change.from_plan.name}.",
+        )
+    return redirect("portal:plan")
+
+
+@require_POST
+@owner_required
+def topup_buy(request):
+    from billing.services import topup_purchase
+
+    try:
+        topup = topup_purchase(
+            tenant=request.tenant,
+            pack_code=request.POST.get("pack", ""),
+            idempotency_key=request.POST.get("idempotency_key") or None,
+        )
+    except VoxfleetError as exc:
+        messages.error(request, exc.message)
+    else:
+        _invoice_refresh(request.tenant)
+        messages.success(
+            request,
+            f"{topup.tokens:,} tokens added, valid until {timezone.localtime(topup.expires_at):%Y-%m-%d}. "
+            f"Charged {topup.price} {topup.currency}.",
+        )
+    return redirect("portal:plan")
+
+
+def _invoice_refresh(tenant) -> None:
+    """Put a new charge on this month's draft invoice at once, so the customer sees it there."""
+    from billing.services import invoice_draft_build
+
+    invoice_draft_build(tenant=tenant, period_start=timezone.localdate(timezone=tenant.tz).replace(day=1))
+
+
+# --- invoices and voices ------------------------------------------------------------------
+
+
+@tenant_required
+def invoices(request):
+    return render(
+        request,
+        "portal/invoices.html",
+        {"tenant": request.tenant, "invoices": selectors.invoices_for_tenant(tenant=request.tenant)},
+    )
+
+
+@tenant_required
+def voices(request):
+    return render(
+        request,
+        "portal/voices.html",
+        {"tenant": request.tenant, "voices": selectors.voices_for_tenant(tenant=request.tenant)},
+    )
+
+
+# --- staff ----------------------------------------------------------------------------
+
+
+@staff_member_required
+def staff_overview(request):
+    from billing.models import Plan, Tenant
+    from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
+
+    period_start = timezone.localdate().replace(day=1)
+    tenants = list(Tenant.objects.select_related("plan").order_by("name"))
+    by_tenant = economics_by_tenant(period_start=period_start, tenants=tenants)
+    by_node = economics_by_node(period_start=period_start)
+    by_period = economics_by_period(months=6)
+    plan_counts = {p.name: 0 for p in Plan.objects.order_by("sort_order")}
+    for t in tenants:
+        plan_counts[t.plan.name] = plan_counts.get(t.plan.name, 0) + 1
+    this_month = by_period[-1] if by_period else None
+    figures = {
+        "fig_period": charts.grouped_bar_figure(
+            x=[e.label for e in by_period],
+            series={
+                "Revenue": [float(e.revenue) for e in by_period],
+                "GPU cost": [float(e.gpu_cost) for e in by_period],
+                "Margin": [float(e.margin) for e in by_period],
+            },
+            y_title=this_month.currency if this_month else "USD",
+        ),
+        "fig_tenant": charts.grouped_bar_figure(
+            x=[e.label for e in by_tenant],
+            series={
+                "Revenue": [float(e.revenue) for e in by_tenant],
+                "GPU cost": [float(e.gpu_cost) for e in by_tenant],
+            },
+            y_title="this month",
+        ),
+        "fig_node": charts.grouped_bar_figure(
+            x=[e.label for e in by_node],
+            series={"Revenue": [float(e.revenue) for e in by_node], "GPU cost": [float(e.gpu_cost) for e in by_node]},
+            y_title="this month",
+        ),
+        "fig_plans": charts.donut_figure(labels=list(plan_counts), values=list(plan_counts.values())),
+    }
+    tenant_ids = {str(t.pk): t for t in tenants}
+    rows = [{"e": e, "tenant": tenant_ids.get(e.key)} for e in by_tenant]
+    return render(
+        request,
+        "portal/staff_overview.html",
+        {
+            "period_start": period_start,
+            "rows": rows,
+            "by_node": by_node,
+            "this_month": this_month,
+            "tenant_count": len(tenants),
+            "plan_counts": plan_counts,
+            "figures": figures,
+        },
+    )
