@@ -13,6 +13,7 @@ from billing.metering import count_tokens
 from billing.models import Tenant
 from console.errors import VoxfleetError
 from inference.text.instruction import DIALECTS, parse_instruction
+from inference.text.language import detect_language
 from inference.text.normalize import INSTRUCTION_MAX_CHARS, TEXT_MAX_CHARS, normalize_text, validate_request_text
 
 LANGUAGES = (
@@ -74,12 +75,12 @@ def presets_for_tenant(*, tenant: Tenant) -> dict[str, list[Preset]]:
     return {"Dialects": dialects, "Emotions": emotions, "Styles": styles}
 
 
-def languages_for_tenant(*, tenant: Tenant) -> list[dict]:
-    return [{"code": code, "label": label, "allowed": tenant.plan.allows_language(code)} for code, label in LANGUAGES]
+def quote_get(*, tenant: Tenant, text: str, instruction: str = "") -> dict:
+    """Tokens the request would cost and the errors the API would raise, per field.
 
-
-def quote_get(*, tenant: Tenant, text: str, instruction: str = "", language: str = "zh") -> dict:
-    """Tokens the request would cost and the errors the API would raise, per field."""
+    The language is what the API will use: the dialect's language if the instruction names
+    one (Cantonese), else the language the text is written in.
+    """
     from billing.services import plan_feature_check
 
     errors: dict[str, str] = {}
@@ -91,6 +92,7 @@ def quote_get(*, tenant: Tenant, text: str, instruction: str = "", language: str
     except VoxfleetError as exc:
         errors["instruction" if "instruction" in exc.code else "text"] = exc.message
     features: set[str] = set()
+    language = detect_language(clean_text) if clean_text else "zh"
     parsed = parse_instruction(clean_instruction) if clean_instruction else None
     if parsed is not None:
         features = set(parsed.required_features)
@@ -99,7 +101,8 @@ def quote_get(*, tenant: Tenant, text: str, instruction: str = "", language: str
     try:
         plan_feature_check(tenant=tenant, language=language, features=features)
     except VoxfleetError as exc:
-        errors.setdefault("instruction" if features else "language", exc.message)
+        field = "text" if str(exc.extra.get("feature", "")).startswith("language:") else "instruction"
+        errors.setdefault(field, exc.message)
     return {
         "tokens": count_tokens(clean_text, clean_instruction),
         "text_tokens": count_tokens(clean_text),
@@ -109,5 +112,7 @@ def quote_get(*, tenant: Tenant, text: str, instruction: str = "", language: str
         "instruction_chars": len(clean_instruction),
         "instruction_limit": INSTRUCTION_MAX_CHARS,
         "features": sorted(features),
+        "language": language,
+        "language_name": dict(LANGUAGES).get(language, language),
         "errors": errors,
     }

@@ -214,7 +214,6 @@ def playground(request):
             "quota": quota_get(tenant=request.tenant),
             "presets": presets,
             "plan_allows_instructions": plan.allow_dialects and plan.allow_emotions and plan.allow_styles,
-            "languages": playground_rules.languages_for_tenant(tenant=request.tenant),
             "voices": selectors.voices_for_tenant(tenant=request.tenant),
             "text_limit": TEXT_MAX_CHARS,
             "instruction_limit": INSTRUCTION_MAX_CHARS,
@@ -231,7 +230,6 @@ def playground_quote(request):
         tenant=request.tenant,
         text=request.GET.get("text", "")[:2000],
         instruction=request.GET.get("instruction", "")[:1000],
-        language=request.GET.get("language", "zh")[:8],
     )
     return JsonResponse(data)
 

@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const apiRoot = form.dataset.apiRoot;
-  const fields = ["text", "instruction", "language", "seed", "voice", "prompt"];
+  const fields = ["text", "instruction", "seed", "voice", "prompt", "voice-name", "transcript"];
   let lastQuote = null;
   let recordedBlob = null;
 
@@ -30,11 +30,7 @@
   let quoteSeq = 0;
   async function quote() {
     const seq = ++quoteSeq;
-    const params = new URLSearchParams({
-      text: $("text").value,
-      instruction: $("instruction").value,
-      language: $("language").value,
-    });
+    const params = new URLSearchParams({ text: $("text").value, instruction: $("instruction").value });
     try {
       const res = await fetch(form.dataset.quoteUrl + "?" + params, { credentials: "same-origin" });
       if (!res.ok || seq !== quoteSeq) return;
@@ -47,7 +43,7 @@
       // Only show "empty text" once the user has typed something.
       setError("text", $("text").value.trim() === "" ? "" : q.errors.text || "");
       setError("instruction", q.errors.instruction || "");
-      setError("language", q.errors.language || "");
+      $("language").textContent = q.language_name;
     } catch (e) {
       /* offline: keep the last figure */
     }
@@ -57,7 +53,6 @@
     quoteTimer = setTimeout(quote, 200);
   }
   ["text", "instruction"].forEach((id) => $(id).addEventListener("input", scheduleQuote));
-  $("language").addEventListener("change", scheduleQuote);
   $("instruction-preset").addEventListener("change", (ev) => {
     $("instruction").value = ev.target.value;
     scheduleQuote();
@@ -171,27 +166,39 @@
   }
 
   // Map an API error onto the field it is about, so it shows next to that field.
+  const PARAM_FIELDS = {
+    input: "text",
+    text: "text",
+    instructions: "instruction",
+    instruction: "instruction",
+    seed: "seed",
+    voice: "voice",
+    audio: "prompt",
+    name: "voice-name",
+    transcript: "transcript",
+  };
   function showApiError(err, fallbackField) {
     const e = (err.body && err.body.error) || {};
     const code = e.code || "";
     if (e.fields) {
       let shown = false;
       Object.entries(e.fields).forEach(([name, msgs]) => {
-        const field = name === "prompt_audio" || name === "audio" ? "prompt" : name;
-        if ($(field + "-error")) {
+        const field = PARAM_FIELDS[name];
+        if (field) {
           setError(field, [].concat(msgs).join(" "));
           shown = true;
         }
       });
       if (shown) return;
     }
-    let field = fallbackField || "form";
-    if (code.indexOf("text") >= 0) field = "text";
-    else if (code.indexOf("instruction") >= 0 || code === "feature_not_in_plan") field = "instruction";
-    else if (code.indexOf("seed") >= 0) field = "seed";
-    else if (code.indexOf("audio") >= 0 || code.indexOf("prompt") >= 0) field = "prompt";
-    else if (code.indexOf("voice") >= 0) field = "voice";
-    if (code === "feature_not_in_plan" && e.feature && e.feature.indexOf("language") === 0) field = "language";
+    let field = PARAM_FIELDS[e.param] || fallbackField || "form";
+    if (!e.param) {
+      if (code.indexOf("text") >= 0) field = "text";
+      else if (code.indexOf("instruction") >= 0) field = "instruction";
+      else if (code === "feature_not_in_plan") field = String(e.feature || "").indexOf("language") === 0 ? "text" : "instruction";
+      else if (code.indexOf("seed") >= 0) field = "seed";
+      else if (code.indexOf("voice") >= 0 && field !== "prompt") field = "voice";
+    }
     if (field === "form") $("form-error").textContent = err.message;
     else setError(field, err.message);
   }
@@ -205,10 +212,9 @@
     const fd = new FormData();
     fd.append("name", $("voice-name").value || "Voice " + new Date().toISOString().slice(0, 16).replace("T", " "));
     fd.append("audio", file, recordedBlob ? "recording.wav" : file.name);
-    if ($("prompt-text").value) fd.append("prompt_text", $("prompt-text").value);
-    const voice = await api("voices/", { method: "POST", body: fd });
-    const opt = new Option(voice.name, voice.id);
-    $("voice").insertBefore(opt, $("voice").querySelector("option[value=__new__]"));
+    if ($("prompt-text").value) fd.append("transcript", $("prompt-text").value);
+    const voice = await api("voices", { method: "POST", body: fd });
+    $("own-voices").appendChild(new Option(voice.name, voice.id));
     $("voice").value = String(voice.id);
     $("new-voice").hidden = true;
     return voice.id;
@@ -253,13 +259,12 @@
         });
         if (!voiceId) return;
       }
-      const payload = { text: $("text").value, language: $("language").value };
-      if ($("instruction").value.trim()) payload.instruction = $("instruction").value;
+      const payload = { input: $("text").value, voice: voiceId };
+      if ($("instruction").value.trim()) payload.instructions = $("instruction").value;
       if (seedRaw) payload.seed = Number(seedRaw);
-      if (voiceId) payload.voice = Number(voiceId) || voiceId;
       let job;
       try {
-        job = await api("jobs/", {
+        job = await api("jobs", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify(payload),
@@ -273,15 +278,16 @@
       while (!["succeeded", "failed", "cancelled"].includes(job.status)) {
         if (Date.now() - started > 120000) throw new Error("Still not finished after 2 minutes; see the dashboard.");
         await sleep(400);
-        job = await api("jobs/" + job.id + "/");
+        job = await api("jobs/" + job.id);
         $("status").textContent = job.status === "running" ? "Synthesizing…" : "Waiting for a GPU…";
       }
       if (job.status !== "succeeded") {
-        $("form-error").textContent = "Synthesis " + job.status + ": " + (job.error || "no reason given") + " (no tokens charged).";
+        const why = (job.error && job.error.message) || "no reason given";
+        $("form-error").textContent = "Synthesis " + job.status + ": " + why + " (no tokens charged).";
         $("status").textContent = "";
         return;
       }
-      const audioUrl = job.audio_url || apiRoot + "jobs/" + job.id + "/audio/";
+      const audioUrl = job.audio_url || apiRoot + "jobs/" + job.id + "/audio";
       const audio = $("result-audio");
       audio.src = audioUrl;
       audio.load();

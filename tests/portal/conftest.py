@@ -46,3 +46,33 @@ def outsider_client(outsider_tenant):
     c = Client()
     c.force_login(outsider_tenant.memberships.get().user)
     return c
+
+
+@pytest.fixture
+def local_node(db, settings, tmp_path):
+    """The local node, online, with outputs in a temp folder."""
+    from fleetagent.models import Node
+    from fleetagent.services import node_create
+
+    settings.OUTPUTS_DIR = tmp_path / "outputs"
+    node, _ = node_create(name=settings.EMBEDDED_NODE_NAME)
+    Node.objects.filter(pk=node.pk).update(state="online")
+    node.refresh_from_db()
+    return node
+
+
+@pytest.fixture
+def run_job(local_node):
+    """Accept a job through jobs' own service and run it on the local node, as the executor would."""
+    from inference.models import SynthesisJob
+    from inference.services import job_create, job_execute
+
+    def run(tenant, text="你好，世界", voice="zh-female", instruction=None, seed=7):
+        job = job_create(tenant=tenant, text=text, voice=voice, instruction=instruction, seed=seed)
+        # The dispatcher's step (accepted -> queued on this node); the executor then claims it.
+        SynthesisJob.objects.filter(pk=job.pk, status="accepted").update(status="queued", node=local_node)
+        job_execute(job_id=job.pk, node_name=local_node.name)
+        job.refresh_from_db()
+        return job
+
+    return run
