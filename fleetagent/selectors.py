@@ -28,7 +28,8 @@ def node_pick_for_tenant(*, tenant) -> Node | None:
 
 def _last_action(node_ids: list[int]) -> dict[int, dict]:
     out: dict[int, dict] = {}
-    for action in NodeAction.objects.filter(node_id__in=node_ids).select_related("requested_by").order_by("-id")[:500]:
+    actions = NodeAction.objects.filter(node_id__in=node_ids).select_related("node", "requested_by")
+    for action in actions.order_by("-id")[:500]:
         if action.node_id not in out:
             out[action.node_id] = node_action_dict(action)
     return out
@@ -37,7 +38,7 @@ def _last_action(node_ids: list[int]) -> dict[int, dict]:
 def node_action_dict(action: NodeAction) -> dict:
     return {
         "id": action.pk,
-        "node": action.node.name if "node" in action._state.fields_cache else action.node_id,
+        "node": action.node.name,
         "action": action.action,
         "outcome": action.outcome,
         "message": action.message,

@@ -152,7 +152,10 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
         return []
     rows: list[GpuSample] = []
     latest: dict[int, dict] = {}
+    known = set(Node.objects.filter(pk__in={node_id for node_id, _ in batch}).values_list("pk", flat=True))
     for node_id, sample in batch:
+        if node_id not in known:
+            continue  # the node was deleted while its samples waited for this flush
         rows.extend(_sample_rows(node_id, sample))
         if node_id not in latest or sample["ts"] >= latest[node_id]["ts"]:
             latest[node_id] = sample
@@ -410,7 +413,9 @@ def _agent_send(channel: str, record: NodeAction) -> None:
 def node_action_acknowledge(*, node_id: int, command_id: int, ok: bool, detail: dict, error: str = "") -> NodeAction:
     """The agent answered an action: complete the audit entry and move the node's state."""
     with transaction.atomic():
-        record = NodeAction.objects.select_for_update().get(pk=command_id, node_id=node_id)
+        record = NodeAction.objects.select_for_update().filter(pk=command_id, node_id=node_id).first()
+        if record is None:
+            raise NotFound(f"No action #{command_id} was sent to this node.", code="unknown_command")
         if record.outcome != NodeActionOutcome.PENDING:
             return record  # a duplicate ack after a reconnect changes nothing
         record.outcome = NodeActionOutcome.SUCCEEDED if ok else NodeActionOutcome.FAILED

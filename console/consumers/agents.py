@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.consumers.hub import hub
-from console.errors import NotFound
+from console.errors import NotFound, VoxfleetError
 from fleetagent import protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
 from fleetagent.models import Node
@@ -89,13 +89,17 @@ class AgentConsumer(AsyncWebsocketConsumer):
         hub.sample_submit(node_id=self.node.pk, node_name=self.node.name, sample=message)
 
     async def on_ack(self, message: dict) -> None:
-        await database_sync_to_async(node_action_acknowledge)(
-            node_id=self.node.pk,
-            command_id=message["command_id"],
-            ok=bool(message.get("ok")),
-            detail=message.get("detail") or {},
-            error=str(message.get("error") or ""),
-        )
+        try:
+            await database_sync_to_async(node_action_acknowledge)(
+                node_id=self.node.pk,
+                command_id=message["command_id"],
+                ok=bool(message.get("ok")),
+                detail=message.get("detail") or {},
+                error=str(message.get("error") or ""),
+            )
+        except VoxfleetError as exc:
+            await self.send(protocol.message_encode(protocol.ERROR, code=exc.code, message=exc.message))
+            return
         hub.node_state_changed(self.node.pk)
 
     async def on_bye(self, message: dict) -> None:
