@@ -409,6 +409,9 @@ class GpuCostRate(models.Model):
     gpu_model = models.CharField(max_length=64, unique=True, help_text="As nodes report it, e.g. A10, L20, H100.")
     hourly_cost = models.DecimalField(max_digits=10, decimal_places=4)
     currency = models.CharField(max_length=3, default="USD")
+    tokens_per_gpu_hour = models.PositiveIntegerField(
+        default=833_333, help_text="Expected throughput, for estimates (A10: 1,000,000 tokens ~ 1.2 GPU-hours)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -443,6 +446,7 @@ class Invoice(models.Model):
     finalized_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=255, blank=True)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
 
     class Meta:
@@ -455,7 +459,7 @@ class Invoice(models.Model):
         return f"{self.number} ({self.status})"
 
     # Fields that may still change after finalizing: the state machine's own columns.
-    STATE_FIELDS = frozenset({"status", "paid_at", "voided_at", "payment"})
+    STATE_FIELDS = frozenset({"status", "paid_at", "voided_at", "void_reason", "payment"})
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

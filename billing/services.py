@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -19,25 +22,40 @@ from billing.errors import (
     FeatureNotInPlan,
     InsufficientQuota,
     InvalidAmount,
+    InvalidPlanChange,
+    InvoiceImmutable,
+    PaymentFailed,
     ReservationNotFound,
     ReservationNotOpen,
+    TopUpExpired,
 )
 from billing.models import (
+    AllowancePeriod,
     ApiKey,
     BillingAccount,
+    CustomFee,
+    Invoice,
+    InvoiceLine,
+    InvoiceLineKind,
+    InvoiceStatus,
     LedgerBucket,
     LedgerEntry,
     LedgerKind,
     Membership,
     MembershipRole,
+    Payment,
+    PaymentStatus,
     Plan,
     PlanChange,
+    PlanChangeKind,
     ReservationStatus,
     Tenant,
     TokenReservation,
     TopUp,
+    TopUpPack,
 )
-from billing.periods import allowance_window
+from billing.payments import payment_provider_get
+from billing.periods import allowance_window, billing_month_window, month_bounds
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import Conflict, NotFound, VoxfleetError
 
@@ -206,9 +224,13 @@ def _downgrade_apply(account: BillingAccount, *, now: dt.datetime) -> None:
     tenant = account.tenant
     tenant.plan = account.pending_plan
     tenant.save(update_fields=["plan"])
-    PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=True, cancelled_at__isnull=True).filter(
-        to_plan_id=account.pending_plan_id, kind="downgrade"
-    ).update(applied_at=now)
+    PlanChange.objects.filter(
+        tenant_id=tenant.pk,
+        kind=PlanChangeKind.DOWNGRADE,
+        to_plan_id=account.pending_plan_id,
+        applied_at__isnull=True,
+        cancelled_at__isnull=True,
+    ).update(applied_at=account.pending_plan_at)
     account.pending_plan = None
     account.pending_plan_at = None
     account.save(update_fields=["pending_plan", "pending_plan_at"])
@@ -522,3 +544,491 @@ def reservation_release(*, reservation_id: int, reason: str, now: dt.datetime | 
         reservation.save(update_fields=["status", "released_at", "release_reason"])
         LedgerEntry.objects.bulk_create(rows)
         return reservation
+
+
+# --- Adjustments and top-ups -------------------------------------------------------------
+
+
+def ledger_adjust(*, tenant: Tenant, tokens: int, note: str, created_by=None, now=None) -> LedgerEntry:
+    """Staff correction of the open window's allowance (positive credits, negative debits)."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens == 0:
+        raise InvalidAmount(f"An adjustment must be a non-zero whole number of tokens, got {tokens!r}.")
+    if not note.strip():
+        raise VoxfleetError("An adjustment needs a note saying why.", code="note_required")
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = _account_lock(tenant.pk)
+        _window_ensure(account, now=now)
+        if account.allowance_remaining + tokens < 0:
+            raise InvalidAmount(
+                f"Cannot debit {-tokens} tokens: only {account.allowance_remaining} remain in this window."
+            )
+        account.allowance_remaining += tokens
+        account.save(update_fields=["allowance_remaining"])
+        return LedgerEntry.objects.create(
+            tenant_id=tenant.pk,
+            kind=LedgerKind.ADJUSTMENT,
+            bucket=LedgerBucket.ALLOWANCE,
+            available_delta=tokens,
+            window_start=account.window_start,
+            note=note[:255],
+            created_by=created_by,
+            created_at=now,
+        )
+
+
+def _topup_add(
+    account,
+    *,
+    tokens: int,
+    expires_at,
+    now,
+    price=Decimal("0.00"),
+    currency="USD",
+    pack=None,
+    payment=None,
+    note: str = "",
+) -> TopUp:
+    topup = TopUp.objects.create(
+        tenant_id=account.tenant_id,
+        pack=pack,
+        tokens=tokens,
+        remaining=tokens,
+        price=price,
+        currency=currency,
+        purchased_at=now,
+        expires_at=expires_at,
+        payment=payment,
+    )
+    LedgerEntry.objects.create(
+        tenant_id=account.tenant_id,
+        kind=LedgerKind.TOPUP,
+        bucket=LedgerBucket.TOPUP,
+        available_delta=tokens,
+        topup=topup,
+        idempotency_key=f"topup:{topup.pk}",
+        note=note[:255],
+        created_at=now,
+    )
+    return topup
+
+
+def topup_grant(*, tenant: Tenant, tokens: int, expires_at: dt.datetime, note: str = "", now=None) -> TopUp:
+    """Staff-granted top-up (goodwill, contract): no payment, same spending order and expiry."""
+    tokens = _positive_tokens(tokens)
+    now = now or timezone.now()
+    if expires_at <= now:
+        raise TopUpExpired(f"A top-up expiring at {expires_at.isoformat()} would already be expired.")
+    with transaction.atomic():
+        account = _account_lock(tenant.pk)
+        return _topup_add(account, tokens=tokens, expires_at=expires_at, now=now, note=note or "granted")
+
+
+def topup_purchase(
+    *, tenant: Tenant, pack_code: str, idempotency_key: str | None = None, provider=None, now=None
+) -> TopUp:
+    """Buy a catalogue pack: charge through the provider, then credit the tokens (once per key)."""
+    pack = TopUpPack.objects.filter(code=pack_code, is_active=True).first()
+    if pack is None:
+        raise NotFound(f"There is no top-up pack {pack_code!r}.", code="unknown_topup_pack")
+    plan_feature_check(tenant=tenant, language="", features={"topup"})
+    idempotency_key = idempotency_key or f"topup:{tenant.pk}:{uuid.uuid4().hex}"
+    key = f"topup:{tenant.pk}:{idempotency_key}"[:160]
+    previous = Payment.objects.filter(idempotency_key=key).first()
+    if previous is not None:
+        topup = TopUp.objects.filter(payment=previous).first()
+        if topup is not None:
+            return topup
+    now = now or timezone.now()
+    provider = provider or payment_provider_get()
+    # The provider call is slow external I/O: made before the transaction, never inside the lock.
+    result = provider.charge(
+        tenant_id=tenant.pk, amount=pack.price, currency=pack.currency, description=pack.name, idempotency_key=key
+    )
+    if not result.ok:
+        raise PaymentFailed(f"The payment for {pack.name} was declined: {result.message or 'no reason given'}.")
+    with transaction.atomic():
+        account = _account_lock(tenant.pk)
+        payment, created = Payment.objects.get_or_create(
+            idempotency_key=key,
+            defaults={
+                "tenant_id": tenant.pk,
+                "provider": provider.name,
+                "reference": result.reference[:128],
+                "amount": pack.price,
+                "currency": pack.currency,
+                "status": PaymentStatus.SUCCEEDED,
+                "purpose": f"top-up {pack.code}",
+                "created_at": now,
+            },
+        )
+        if not created:
+            existing = TopUp.objects.filter(payment=payment).first()
+            if existing is not None:
+                return existing
+        return _topup_add(
+            account,
+            tokens=pack.tokens,
+            expires_at=now + dt.timedelta(days=pack.validity_days),
+            now=now,
+            price=pack.price,
+            currency=pack.currency,
+            pack=pack,
+            payment=payment,
+            note=pack.code,
+        )
+
+
+# --- Plan changes ------------------------------------------------------------------------
+
+_CENT = Decimal("0.01")
+
+
+def _is_upgrade(old: Plan, new: Plan) -> bool:
+    return (new.monthly_price, new.allowance_tokens) > (old.monthly_price, old.allowance_tokens)
+
+
+def plan_change(*, tenant: Tenant, plan_code: str, now: dt.datetime | None = None) -> PlanChange:
+    """Upgrade at once (prorated charge and allowance for the rest of the month) or schedule a
+    downgrade for the end of the billing month. Asking for the current plan cancels a pending downgrade."""
+    new_plan = plan_get(code=plan_code)
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = _account_lock(tenant.pk)
+        _window_ensure(account, now=now)
+        tenant = account.tenant
+        old_plan = tenant.plan
+        pending = PlanChange.objects.filter(
+            tenant_id=tenant.pk, kind=PlanChangeKind.DOWNGRADE, applied_at__isnull=True, cancelled_at__isnull=True
+        )
+        if new_plan.pk == old_plan.pk:
+            change = pending.first()
+            if change is None:
+                raise InvalidPlanChange(f"{tenant.name} is already on the {old_plan.name} plan.")
+            pending.update(cancelled_at=now)
+            account.pending_plan, account.pending_plan_at = None, None
+            account.save(update_fields=["pending_plan", "pending_plan_at"])
+            change.refresh_from_db()
+            return change
+        month_start, month_end = billing_month_window(now=now, tz=tenant.tz)
+        if not _is_upgrade(old_plan, new_plan):
+            pending.update(cancelled_at=now)
+            account.pending_plan, account.pending_plan_at = new_plan, month_end
+            account.save(update_fields=["pending_plan", "pending_plan_at"])
+            return PlanChange.objects.create(
+                tenant=tenant,
+                from_plan=old_plan,
+                to_plan=new_plan,
+                kind=PlanChangeKind.DOWNGRADE,
+                requested_at=now,
+                effective_at=month_end,
+                currency=new_plan.currency,
+            )
+        if new_plan.currency != old_plan.currency and old_plan.monthly_price:
+            raise InvalidPlanChange("Changing to a plan billed in another currency needs staff help.")
+        # Proration: the price difference for the rest of the billing month, rounded once to cents.
+        fraction = Decimal((month_end - now).total_seconds()) / Decimal((month_end - month_start).total_seconds())
+        amount = ((new_plan.monthly_price - old_plan.monthly_price) * fraction).quantize(_CENT, ROUND_HALF_UP)
+        monthly = (AllowancePeriod.MONTH, AllowancePeriod.CONTRACT)
+        if new_plan.allowance_period in monthly and old_plan.allowance_period in monthly:
+            extra = max(0, new_plan.allowance_tokens - old_plan.allowance_tokens)
+            tokens = account.allowance_remaining + int(extra * fraction)
+        elif new_plan.allowance_period in monthly:
+            tokens = int(new_plan.allowance_tokens * fraction)
+        else:
+            tokens = int(new_plan.allowance_tokens)
+        start, end = allowance_window(period=new_plan.allowance_period, now=now, tz=tenant.tz)
+        pending.update(cancelled_at=now)
+        change = PlanChange.objects.create(
+            tenant=tenant,
+            from_plan=old_plan,
+            to_plan=new_plan,
+            kind=PlanChangeKind.UPGRADE,
+            requested_at=now,
+            effective_at=now,
+            applied_at=now,
+            prorated_amount=amount,
+            currency=new_plan.currency,
+            prorated_tokens=tokens,
+        )
+        rows = _window_close(account, now=now)
+        grant = _window_open(account, start=start, end=end, tokens=tokens, now=now, note=f"upgrade to {new_plan.code}")
+        grant.idempotency_key = f"upgrade-grant:{change.pk}"
+        LedgerEntry.objects.bulk_create([*rows, grant])
+        account.pending_plan, account.pending_plan_at = None, None
+        account.save()
+        tenant.plan = new_plan
+        tenant.save(update_fields=["plan"])
+        return change
+
+
+# --- Invoices ----------------------------------------------------------------------------
+#
+# Money is rounded once: each line's amount = quantity x unit price, rounded half-up to
+# cents. The invoice total is the sum of those rounded amounts.
+
+
+def _plan_at(tenant: Tenant, when: dt.datetime) -> Plan:
+    """The plan in effect at ``when``, replayed from applied plan changes."""
+    before = (
+        PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=False, applied_at__lte=when)
+        .select_related("to_plan")
+        .order_by("-applied_at", "-id")
+        .first()
+    )
+    if before is not None:
+        return before.to_plan
+    after = (
+        PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=False, applied_at__gt=when)
+        .select_related("from_plan")
+        .order_by("applied_at", "id")
+        .first()
+    )
+    return after.from_plan if after is not None else tenant.plan
+
+
+def _line(kind: str, description: str, quantity, unit_price) -> dict:
+    quantity, unit_price = Decimal(quantity), Decimal(unit_price)
+    amount = (quantity * unit_price).quantize(_CENT, ROUND_HALF_UP)
+    return {"kind": kind, "description": description, "quantity": quantity, "unit_price": unit_price, "amount": amount}
+
+
+def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str, list[dict]]:
+    """The currency and line items a tenant owes for the calendar month starting ``period_start``
+    (in its time zone). Read-only: used by invoices and by the revenue selectors."""
+    first, next_first = month_bounds(period_start)
+    tz = tenant.tz
+    start = dt.datetime.combine(first, dt.time(0), tzinfo=tz)
+    end = dt.datetime.combine(next_first, dt.time(0), tzinfo=tz)
+    plan = _plan_at(tenant, start)
+    currency = plan.currency
+    lines = []
+    if plan.monthly_price > 0:
+        lines.append(_line(InvoiceLineKind.SUBSCRIPTION, f"{plan.name} plan, {first:%B %Y}", 1, plan.monthly_price))
+    for change in PlanChange.objects.filter(
+        tenant_id=tenant.pk, kind=PlanChangeKind.UPGRADE, applied_at__gte=start, applied_at__lt=end
+    ).select_related("from_plan", "to_plan"):
+        if change.prorated_amount:
+            lines.append(
+                _line(
+                    InvoiceLineKind.PRORATION,
+                    f"Upgrade {change.from_plan.name} -> {change.to_plan.name} on {change.applied_at.astimezone(tz):%Y-%m-%d}, prorated",
+                    1,
+                    change.prorated_amount,
+                )
+            )
+    for topup in TopUp.objects.filter(
+        tenant_id=tenant.pk, purchased_at__gte=start, purchased_at__lt=end, price__gt=0
+    ).select_related("pack"):
+        name = topup.pack.name if topup.pack else f"{topup.tokens} tokens"
+        lines.append(_line(InvoiceLineKind.TOPUP, f"Top-up pack {name}", 1, topup.price))
+    settled = TokenReservation.objects.filter(
+        tenant_id=tenant.pk, status=ReservationStatus.SETTLED, settled_at__gte=start, settled_at__lt=end
+    )
+    overage = settled.aggregate(s=Sum("from_overage"))["s"] or 0
+    if overage and plan.overage_price_per_1k:
+        lines.append(
+            _line(
+                InvoiceLineKind.OVERAGE,
+                f"Overage: {overage:,} tokens past allowance and top-ups",
+                Decimal(overage) / 1000,
+                plan.overage_price_per_1k,
+            )
+        )
+    dedicated = list(tenant.dedicated_nodes.values_list("name", flat=True))
+    if dedicated:
+        account = BillingAccount.objects.filter(tenant_id=tenant.pk).first()
+        rate = (account.gpu_rental_price_per_hour if account else None) or plan.gpu_rental_price_per_hour
+        seconds = settled.filter(node_name__in=dedicated).aggregate(s=Sum("gpu_seconds"))["s"] or 0.0
+        hours = (Decimal(str(seconds)) / 3600).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+        if hours > 0 and rate > 0:
+            lines.append(
+                _line(
+                    InvoiceLineKind.GPU_RENTAL,
+                    f"Dedicated GPU rental ({', '.join(sorted(dedicated))}): {hours} GPU-hours",
+                    hours,
+                    rate,
+                )
+            )
+    for fee in CustomFee.objects.filter(tenant_id=tenant.pk, period_month__gte=first, period_month__lt=next_first):
+        if fee.currency != currency:
+            raise VoxfleetError(
+                f"Custom fee {fee.description!r} is in {fee.currency}, the invoice in {currency}.",
+                code="currency_mismatch",
+            )
+        lines.append(_line(InvoiceLineKind.CUSTOM, fee.description, 1, fee.amount))
+    return currency, lines
+
+
+def _invoice_number(tenant: Tenant, period_start: dt.date) -> str:
+    return f"VF-{period_start:%Y%m}-{tenant.pk:06d}"
+
+
+def invoice_draft_build(*, tenant: Tenant, period_start: dt.date) -> Invoice:
+    """Create or refresh the draft invoice for a month; a finalized one is returned untouched."""
+    first, next_first = month_bounds(period_start)
+    with transaction.atomic():
+        _account_lock(tenant.pk)  # serialises concurrent closers of the same tenant
+        invoice = Invoice.objects.select_for_update().filter(tenant_id=tenant.pk, period_start=first).first()
+        if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
+            return invoice
+        currency, lines = invoice_lines_compute(tenant=tenant, period_start=first)
+        if invoice is None:
+            invoice = Invoice.objects.create(
+                tenant=tenant,
+                number=_invoice_number(tenant, first),
+                period_start=first,
+                period_end=next_first,
+                currency=currency,
+            )
+        else:
+            invoice.lines.all().delete()
+        InvoiceLine.objects.bulk_create(
+            [InvoiceLine(invoice=invoice, position=i, **line) for i, line in enumerate(lines)]
+        )
+        invoice.currency = currency
+        invoice.total = sum((line["amount"] for line in lines), Decimal("0.00"))
+        invoice.save(update_fields=["currency", "total"])
+        return invoice
+
+
+def _invoice_lock(invoice_id: int) -> Invoice:
+    invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
+    if invoice is None:
+        raise NotFound(f"There is no invoice {invoice_id}.", code="invoice_not_found")
+    return invoice
+
+
+def invoice_finalize(*, invoice_id: int, now=None) -> Invoice:
+    """draft -> finalized: lines and amounts are frozen from here on."""
+    with transaction.atomic():
+        invoice = _invoice_lock(invoice_id)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise InvoiceImmutable(f"Invoice {invoice.number} is already {invoice.status}.")
+        invoice.status = InvoiceStatus.FINALIZED
+        invoice.finalized_at = now or timezone.now()
+        invoice.save(update_fields=["status", "finalized_at"])
+        return invoice
+
+
+def invoice_mark_paid(*, invoice_id: int, provider=None, now=None) -> Invoice:
+    """finalized -> paid, charging the total through the payment provider (nothing to charge: no call)."""
+    with transaction.atomic():
+        invoice = _invoice_lock(invoice_id)
+        if invoice.status != InvoiceStatus.FINALIZED:
+            raise Conflict(
+                f"Only a finalized invoice can be paid; {invoice.number} is {invoice.status}.",
+                code="invalid_invoice_state",
+            )
+    payment = None
+    if invoice.total > 0:
+        provider = provider or payment_provider_get()
+        key = f"invoice:{invoice.pk}"
+        result = provider.charge(
+            tenant_id=invoice.tenant_id,
+            amount=invoice.total,
+            currency=invoice.currency,
+            description=f"Invoice {invoice.number}",
+            idempotency_key=key,
+        )
+        if not result.ok:
+            raise PaymentFailed(f"The payment for invoice {invoice.number} was declined: {result.message}.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        invoice = _invoice_lock(invoice_id)
+        if invoice.status != InvoiceStatus.FINALIZED:
+            raise InvoiceImmutable(f"Invoice {invoice.number} is already {invoice.status}.")
+        if invoice.total > 0:
+            payment, _ = Payment.objects.get_or_create(
+                idempotency_key=f"invoice:{invoice.pk}",
+                defaults={
+                    "tenant_id": invoice.tenant_id,
+                    "provider": provider.name,
+                    "reference": result.reference[:128],
+                    "amount": invoice.total,
+                    "currency": invoice.currency,
+                    "status": PaymentStatus.SUCCEEDED,
+                    "purpose": f"invoice {invoice.number}",
+                    "created_at": now,
+                },
+            )
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = now
+        invoice.payment = payment
+        invoice.save(update_fields=["status", "paid_at", "payment"])
+        return invoice
+
+
+def invoice_void(*, invoice_id: int, reason: str, now=None) -> Invoice:
+    """draft or finalized -> void (kept for the record; a paid invoice is refunded, not voided)."""
+    if not reason.strip():
+        raise VoxfleetError("Voiding an invoice needs a reason.", code="reason_required")
+    with transaction.atomic():
+        invoice = _invoice_lock(invoice_id)
+        if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.FINALIZED):
+            raise InvoiceImmutable(f"Invoice {invoice.number} is {invoice.status} and cannot be voided.")
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = now or timezone.now()
+        invoice.void_reason = reason[:255]
+        invoice.save(update_fields=["status", "voided_at", "void_reason"])
+        return invoice
+
+
+def custom_fee_add(*, tenant: Tenant, description: str, amount, period_month: dt.date, currency: str = "") -> CustomFee:
+    """A one-off fee for a month; refused once that month's invoice is finalized."""
+    amount = Decimal(str(amount))
+    if not amount.is_finite() or amount <= 0:
+        raise InvalidAmount(f"A fee must be a positive amount, got {amount}.")
+    if not description.strip():
+        raise VoxfleetError("A fee needs a description.", code="description_required")
+    first, _ = month_bounds(period_month)
+    with transaction.atomic():
+        _account_lock(tenant.pk)
+        invoice = Invoice.objects.filter(tenant_id=tenant.pk, period_start=first).first()
+        if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
+            raise InvoiceImmutable(f"Invoice {invoice.number} for {first:%B %Y} is {invoice.status}; bill it later.")
+        return CustomFee.objects.create(
+            tenant=tenant,
+            description=description[:255],
+            amount=amount.quantize(_CENT, ROUND_HALF_UP),
+            currency=currency or tenant.plan.currency,
+            period_month=first,
+        )
+
+
+def billing_period_close(*, period_start: dt.date, finalize: bool = True, now=None, progress=None) -> dict:
+    """Build (and finalize) every active tenant's invoice for a month that has ended in its time zone.
+
+    Idempotent: tenants whose invoice is already finalized are skipped, drafts are rebuilt.
+    Due downgrades are applied first. ``progress`` is an optional callable per tenant (CLI bar).
+    """
+    first, next_first = month_bounds(period_start)
+    now = now or timezone.now()
+    counts = {"finalized": 0, "drafted": 0, "skipped": 0, "not_over": 0}
+    for tenant in Tenant.objects.filter(is_active=True).select_related("plan").order_by("pk"):
+        if now < dt.datetime.combine(next_first, dt.time(0), tzinfo=tenant.tz):
+            counts["not_over"] += 1
+        else:
+            account_window_ensure(tenant=tenant, now=now)
+            invoice = invoice_draft_build(tenant=tenant, period_start=first)
+            if invoice.status != InvoiceStatus.DRAFT:
+                counts["skipped"] += 1
+            elif finalize:
+                invoice_finalize(invoice_id=invoice.pk, now=now)
+                counts["finalized"] += 1
+            else:
+                counts["drafted"] += 1
+        if progress is not None:
+            progress(tenant)
+    return counts
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+
+def api_key_revoke_for_tenant(*, tenant: Tenant, key_id: int) -> ApiKey:
+    """Revoke one of the tenant's keys; another tenant's key id is NotFound (no existence leak)."""
+    key = ApiKey.objects.filter(pk=key_id, tenant_id=tenant.pk).first()
+    if key is None:
+        raise NotFound("There is no such API key.", code="api_key_not_found")
+    return api_key_revoke(key=key)

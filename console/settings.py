@@ -179,6 +179,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Fleet: heartbeat/stuck detection and 1 s -> 1 min sample rollups (fleetagent.tasks).
     "fleet-sweep": {"task": "fleetagent.sweep", "schedule": 2.0},
     "fleet-downsample": {"task": "fleetagent.downsample", "schedule": 60.0},
+    # Billing: close last month's invoices once each tenant's month has ended (idempotent), expire top-ups.
+    "billing-close-period": {"task": "billing.close_previous_period", "schedule": 3600.0},
+    "billing-expire-topups": {"task": "billing.expire_topups", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {

@@ -1,0 +1,32 @@
+"""Billing test helpers: fresh rate-limit counters for every test."""
+
+import pytest
+from django.conf import settings
+
+from billing.limits import limits_reset_for_tests
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits():
+    limits_reset_for_tests()
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter("vf:billing:*"))
+        if keys:
+            client.delete(*keys)
+    yield
+
+
+@pytest.fixture
+def teammate(db):
+    from billing.models import Membership
+    from billing.services import user_create
+
+    def make(tenant, username="teammate"):
+        user = user_create(username=username, password="pw-secret-123", email=f"{username}@example.com")
+        Membership.objects.create(tenant=tenant, user=user, role="member")
+        return user
+
+    return make
