@@ -36,6 +36,7 @@ from console.errors import Conflict, NotFound, VoxfleetError
 from fleetagent.models import Node, NodeState
 from fleetagent.selectors import node_pick_for_tenant
 from inference import runtime
+from inference.audio import extract_voice_profile, validate_prompt_audio
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN, SynthesisRequest, VoiceSpec
 from inference.models import OPEN_STATUSES, JobSource, JobStatus, SynthesisJob, Voice, VoiceGender
 from inference.selectors import voice_resolve
@@ -107,8 +108,6 @@ def voice_create(
     created_by=None,
 ) -> Voice:
     """A tenant voice from prompt audio: checks the audio, extracts the profile, stores the file."""
-    from inference.audio import extract_voice_profile, validate_prompt_audio
-
     name = _voice_name_clean(name)
     _voice_name_free(tenant=tenant, name=name)
     transcript = " ".join(str(transcript or "").split())
@@ -121,14 +120,13 @@ def voice_create(
     if gender is not None and gender not in VoiceGender.values:
         raise VoxfleetError("Gender must be female or male.", code="invalid_gender", param="gender")
     prompt = validate_prompt_audio(audio)
-    profile = extract_voice_profile(prompt)
-    profile_dict = profile.to_dict()
+    profile = extract_voice_profile(prompt.decoded.samples, prompt.decoded.sample_rate, segments=prompt.segments)
     if gender is None:
-        gender = getattr(profile, "gender", None) or profile_dict.get("gender") or VoiceGender.FEMALE
+        gender = profile.gender_hint or VoiceGender.FEMALE
     if language is None:
         language = detect_language(transcript) if transcript else "zh"
 
-    relative = f"{tenant.pk}/{uuid.uuid4().hex}.{prompt.decoded.format if hasattr(prompt.decoded, 'format') else 'bin'}"
+    relative = f"{tenant.pk}/{uuid.uuid4().hex}.{prompt.decoded.format}"
     path = _voices_dir() / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(audio)
@@ -143,7 +141,7 @@ def voice_create(
                 prompt_transcript=transcript,
                 prompt_duration_s=round(float(prompt.duration_s), 3),
                 prompt_sample_rate=int(prompt.decoded.sample_rate),
-                profile=profile_dict,
+                profile=profile.to_dict(),
                 created_by=created_by,
             )
     except IntegrityError:
@@ -576,14 +574,25 @@ def job_fail(*, job: SynthesisJob, code: str, message: str) -> bool:
 MAX_REQUEUES = 1
 
 
-def job_requeue_from_node(*, node_name: str) -> dict:
+@dataclass
+class RequeueOutcome:
+    """Jobs moved off a dead node; ``len()`` is how many were handled (the agent counts them)."""
+
+    requeued: list[int]
+    failed: list[int]
+
+    def __len__(self) -> int:
+        return len(self.requeued) + len(self.failed)
+
+
+def job_requeue_from_node(*, node_name: str) -> RequeueOutcome:
     """Move the open jobs of a dead node: requeue each once, fail (and release) on a second death.
 
-    Call after the node is marked offline/stuck so it is not picked again. Returns
-    ``{"requeued": [ids], "failed": [ids]}``. A late result from the dead node's worker
+    Call after the node is marked offline/stuck so it is not picked again. Returns the
+    ids requeued and failed. A late result from the dead node's worker
     finds the job no longer running as its attempt and is discarded, never charged.
     """
-    outcome: dict[str, list[int]] = {"requeued": [], "failed": []}
+    outcome = RequeueOutcome(requeued=[], failed=[])
     open_jobs = SynthesisJob.objects.select_related("tenant__plan").filter(
         node__name=node_name, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
     )
@@ -596,7 +605,7 @@ def job_requeue_from_node(*, node_name: str) -> dict:
                 code="node_lost",
                 message=f"Node {node_name} stopped while running this job twice; nothing was charged.",
             ):
-                outcome["failed"].append(job.pk)
+                outcome.failed.append(job.pk)
             continue
         with transaction.atomic():
             moved = SynthesisJob.objects.filter(
@@ -606,7 +615,7 @@ def job_requeue_from_node(*, node_name: str) -> dict:
                 job_id = job.pk
                 transaction.on_commit(lambda job_id=job_id: job_dispatch(job_id=job_id))
         if moved == 1:
-            outcome["requeued"].append(job.pk)
+            outcome.requeued.append(job.pk)
     return outcome
 
 
