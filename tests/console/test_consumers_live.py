@@ -1,0 +1,180 @@
+"""The real agent client against a live uvicorn server (real sockets, real protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from channels.db import database_sync_to_async
+
+from billing.services import user_create
+from fleetagent.agent.client import AgentClient
+from fleetagent.agent.collect import collector_open
+from fleetagent.agent.runtime import NodeRuntime
+from fleetagent.agent.stats import JobStats
+from fleetagent.models import GpuSample, Node, NodeAction
+from fleetagent.services import node_create
+from tests.console.fleet_helpers import session_cookie_headers
+from tests.fleetagent.fake_nvml import FakeNvml
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, port: int | None = None) -> None:
+        from console.asgi import application
+
+        self.port = port or _free_port()
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, lifespan="off", ws="websockets-sansio", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server_asgi():
+    server = LiveServer().start()
+    yield server
+    server.stop()
+
+
+def _agent(url: str, token: str, node_name: str) -> AgentClient:
+    stats = JobStats()
+    return AgentClient(
+        console_url=url,
+        token=token,
+        collector=collector_open(nvml=FakeNvml()),
+        runtime=NodeRuntime(node_name=node_name, stats=stats),
+        stats=stats,
+        interval_s=0.2,
+    )
+
+
+async def _until(predicate, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_agent_streams_to_dashboard_and_restarts_from_the_api(live_server_asgi):
+    node, token = await database_sync_to_async(node_create)(name="gpu-live")
+    staff = await database_sync_to_async(user_create)(
+        username="ops", password="pw-secret-123", email="ops@example.com", is_staff=True
+    )
+    cookie = dict(await session_cookie_headers(staff))[b"cookie"].decode()
+    ws_url = live_server_asgi.url.replace("http", "ws") + "/ws/ops/fleet/"
+    agent = _agent(live_server_asgi.url, token, node.name)
+    started = time.monotonic()
+    agent_task = asyncio.create_task(agent.run())
+    try:
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as dashboard:
+            assert json.loads(await dashboard.recv())["type"] == "snapshot"
+
+            async def live_gpu():
+                msg = json.loads(await asyncio.wait_for(dashboard.recv(), timeout=5))
+                return next((n for n in msg["nodes"] if n["name"] == "gpu-live" and n.get("gpus")), None)
+
+            update = await _until(live_gpu, timeout=10, what="a live GPU reading on the dashboard")
+            assert time.monotonic() - started < 2.0  # the node shows up live within 2 s
+            assert update["gpus"][0]["utilization"] == 87.0 and update["gpus"][1]["vram_used_mb"] == 512.0
+
+        async with httpx.AsyncClient(base_url=live_server_asgi.url, headers={"Cookie": cookie}) as http:
+            page = await http.get("/ops/")
+            assert page.status_code == 200
+            csrf = page.cookies.get("csrftoken") or http.cookies.get("csrftoken")
+            response = await http.post(
+                "/ops/api/nodes/gpu-live/actions/",
+                json={"action": "restart"},
+                headers={"X-CSRFToken": csrf, "Cookie": f"{cookie}; csrftoken={csrf}", "Referer": live_server_asgi.url},
+            )
+            assert response.status_code == 202, response.text
+            action_id = response.json()["id"]
+
+            async def acknowledged():
+                body = (await http.get(f"/ops/api/actions/{action_id}/")).json()
+                return body if body["outcome"] != "pending" else None
+
+            body = await _until(acknowledged, timeout=60, what="the restart acknowledgement")
+        assert body["outcome"] == "succeeded", body
+        assert body["detail"]["engine_reloaded"] is True
+        assert "vram_before_mb" in body["detail"] and "vram_after_mb" in body["detail"]
+        node = await database_sync_to_async(Node.objects.get)(pk=node.pk)
+        assert node.state == "online" and node.gpu_model == "NVIDIA A10" and node.gpu_count == 2
+    finally:
+        agent.stop()
+        await asyncio.wait_for(agent_task, timeout=10)
+
+
+async def test_wrong_token_agent_never_connects(live_server_asgi):
+    agent = _agent(live_server_asgi.url, "vfn_notreal_" + "x" * 30, "nobody")
+    task = asyncio.create_task(agent.run())
+    try:
+
+        async def refused():
+            return agent.last_refusal
+
+        assert "HTTP 403" in await _until(refused, timeout=10, what="the refusal")
+        assert agent.connects == 0
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_agent_buffers_while_console_is_down_then_reconnects_and_delivers():
+    node, token = await database_sync_to_async(node_create)(name="gpu-late")
+    port = _free_port()
+    agent = _agent(f"http://127.0.0.1:{port}", token, node.name)
+    task = asyncio.create_task(agent.run())
+    server = None
+    try:
+        await asyncio.sleep(1.5)  # console down: samples pile up, connection attempts back off
+        assert agent.connects == 0 and len(agent.buffer) >= 5
+        buffered = len(agent.buffer)
+        server = LiveServer(port).start()
+
+        async def delivered():
+            count = await database_sync_to_async(GpuSample.objects.filter(node=node).count)()
+            return count >= 2 * buffered  # two GPUs per sample
+
+        await _until(delivered, timeout=20, what="the buffered samples in the database")
+        assert agent.connects == 1
+        assert not await database_sync_to_async(NodeAction.objects.exists)()
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, timeout=10)
+        if server is not None:
+            server.stop()
