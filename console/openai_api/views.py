@@ -14,8 +14,10 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -62,8 +64,18 @@ class ModelListSerializer(serializers.Serializer):
     data = ModelSerializer(many=True)
 
 
+class AlwaysJSONNegotiation(DefaultContentNegotiation):
+    """OpenAI clients send ``Accept: application/octet-stream`` for audio; errors and listings
+    are JSON whatever they accept (audio responses are built directly, not rendered)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class OpenAIView(APIView):
     authentication_classes = [ApiKeyAuthentication]
+    content_negotiation_class = AlwaysJSONNegotiation
+    renderer_classes = [JSONRenderer]
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
 

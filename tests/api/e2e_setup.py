@@ -1,0 +1,54 @@
+"""Seed the end-to-end server's fresh database through the real commands and services.
+
+Run as a script with the server's environment; prints one JSON line: API keys by role, the
+node name and the demo logins.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from billing.services import api_key_create, plan_get, reservation_create, tenant_create, user_create  # noqa: E402
+from fleetagent.models import Node, NodeState  # noqa: E402
+
+
+def tenant(name: str, plan: str) -> tuple:
+    owner = user_create(username=name.lower().replace(" ", "-"), password="pw-secret-123")
+    created = tenant_create(name=name, plan=plan_get(code=plan), owner=owner)
+    _, key = api_key_create(tenant=created, name="e2e", created_by=owner)
+    return created, key
+
+
+def main() -> None:
+    out = io.StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    demo = json.loads(out.getvalue())
+    keys = {t["plan"].lower(): t["api_key"] for t in demo["tenants"]}
+    _, keys["outsider"] = tenant("Outsider Pro", "pro")
+    _, keys["limited"] = tenant("Limited Free", "free")
+    _, keys["warmup"] = tenant("Warmup Pro", "pro")
+    drained, keys["drained"] = tenant("Drained Free", "free")
+    # Spend the Free allowance down to 5 tokens through billing's own reservation.
+    reservation_create(tenant=drained, tokens=495)
+    # The node's agent marks it online by heartbeat; the test worker has no agent socket.
+    node_name = settings.EMBEDDED_NODE_NAME
+    Node.objects.filter(name=node_name).update(state=NodeState.ONLINE)
+    print(json.dumps({"keys": keys, "node": node_name, "demo": demo}))
+
+
+if __name__ == "__main__":
+    main()
