@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy
@@ -27,14 +28,21 @@ def cpu_engine() -> CpuEngine:
     return engine
 
 
-def speak(text: str, *, voice: str = "zh-female", seed: int = 1, instruction=None, speed: float = 1.0, **voice_changes):
+def speak(
+    text: str,
+    *,
+    voice: str = "zh-female",
+    seed: int = 1,
+    instruction=None,
+    speed: float = 1.0,
+    language: str | None = None,
+    **voice_changes,
+):
     spec = PRESET_VOICES_BY_KEY[voice]
     if voice_changes:
-        from dataclasses import replace
-
         spec = replace(spec, **voice_changes)
     request = SynthesisRequest(
-        text=text, language=spec.language, voice=spec, instruction=instruction, seed=seed, speed=speed
+        text=text, language=language or spec.language, voice=spec, instruction=instruction, seed=seed, speed=speed
     )
     return cpu_engine().synthesize(request)
 
