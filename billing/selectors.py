@@ -48,7 +48,7 @@ def quota_get(*, tenant: Tenant, now: dt.datetime | None = None) -> QuotaStatus:
     now = now or timezone.now()
     plan = tenant.plan
     account = BillingAccount.objects.filter(tenant_id=tenant.pk).first()
-    if account is None or account.window_end is None or not (account.window_start <= now < account.window_end):
+    if account is None or account.window_end is None or now >= account.window_end:
         start, end = allowance_window(period=plan.allowance_period, now=now, tz=tenant.tz)
         allowance_tokens = allowance_remaining = int(plan.allowance_tokens)
     else:

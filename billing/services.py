@@ -206,7 +206,8 @@ def _window_open(account: BillingAccount, *, start: dt.datetime, end: dt.datetim
 
 def _window_ensure(account: BillingAccount, *, now: dt.datetime) -> bool:
     """Lazily roll the allowance window forward (and apply a due downgrade). Caller holds the lock."""
-    if account.window_end is not None and account.window_start <= now < account.window_end:
+    # Windows only move forward: a caller whose clock lags a just-opened window stays in it.
+    if account.window_end is not None and now < account.window_end:
         return False
     tenant = account.tenant
     rows = _window_close(account, now=now)

@@ -7,6 +7,12 @@ from billing.limits import limits_reset_for_tests
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # make_tenant creates users; the default PBKDF2 would dominate these tests' run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_limits():
     limits_reset_for_tests()
     if settings.REDIS_URL:

@@ -274,7 +274,7 @@ def test_ledger_rows_are_append_only(make_tenant):
     assert LedgerEntry.objects.get(pk=row.pk).available_delta == -5
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_ledger_update_refused_by_database_on_postgresql(make_tenant):
     from django.db import DatabaseError, connection
 

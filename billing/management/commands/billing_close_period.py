@@ -25,7 +25,9 @@ class Command(BaseCommand):
         else:
             first = (timezone.now().date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
         total = Tenant.objects.filter(is_active=True).count()
-        with tqdm(total=total, desc=f"closing {first:%Y-%m}", unit="tenant", disable=no_progress) as bar:
+        # The bar goes to the command's raw stderr stream (OutputWrapper would add a newline per update).
+        stream = getattr(self.stderr, "_out", self.stderr)
+        with tqdm(total=total, desc=f"closing {first:%Y-%m}", unit="tenant", disable=no_progress, file=stream) as bar:
             counts = billing_period_close(period_start=first, finalize=not draft_only, progress=lambda _t: bar.update())
         self.stdout.write(
             f"{first:%Y-%m}: finalized {counts['finalized']}, drafted {counts['drafted']}, "

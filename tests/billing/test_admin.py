@@ -1,0 +1,83 @@
+"""The billing admin: every model listed with filters; history rows are read-only."""
+
+import datetime as dt
+
+import pytest
+from django.contrib import admin
+
+from billing.models import (
+    ApiKey,
+    BillingAccount,
+    CustomFee,
+    GpuCostRate,
+    Invoice,
+    LedgerEntry,
+    Payment,
+    Plan,
+    PlanChange,
+    Tenant,
+    TokenReservation,
+    TopUp,
+    TopUpPack,
+)
+from billing.services import invoice_draft_build, invoice_finalize, reservation_create
+
+MODELS = [
+    ApiKey,
+    BillingAccount,
+    CustomFee,
+    GpuCostRate,
+    Invoice,
+    LedgerEntry,
+    Payment,
+    Plan,
+    PlanChange,
+    Tenant,
+    TokenReservation,
+    TopUp,
+    TopUpPack,
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_registered_with_filters_and_changelist_loads(admin_client, make_tenant, model):
+    tenant = make_tenant("pro")
+    reservation_create(tenant=tenant, tokens=5)
+    invoice_draft_build(tenant=tenant, period_start=dt.date(2026, 5, 1))
+    model_admin = admin.site._registry[model]
+    assert model_admin.list_filter
+    url = f"/admin/billing/{model._meta.model_name}/"
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.get(url, {"q": "x"}).status_code == 200
+
+
+def test_ledger_rows_are_read_only(admin_client, make_tenant):
+    tenant = make_tenant("free")
+    reservation_create(tenant=tenant, tokens=5)
+    row = LedgerEntry.objects.filter(tenant=tenant).first()
+    assert admin_client.get("/admin/billing/ledgerentry/add/").status_code == 403
+    response = admin_client.post(f"/admin/billing/ledgerentry/{row.pk}/change/", {"available_delta": 999})
+    assert response.status_code == 403
+    assert admin_client.post(f"/admin/billing/ledgerentry/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LedgerEntry.objects.get(pk=row.pk).available_delta == row.available_delta
+
+
+def test_finalized_invoice_lines_not_editable_in_admin(admin_client, make_tenant):
+    tenant = make_tenant("pro")
+    invoice = invoice_finalize(invoice_id=invoice_draft_build(tenant=tenant, period_start=dt.date(2026, 5, 1)).pk)
+    response = admin_client.get(f"/admin/billing/invoice/{invoice.pk}/change/")
+    assert response.status_code == 200
+    assert b"lines-TOTAL_FORMS" not in response.content or b'name="lines-0-amount"' not in response.content
+    response = admin_client.post(
+        "/admin/billing/invoice/", {"action": "void", "_selected_action": [invoice.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    invoice.refresh_from_db()
+    assert invoice.status == "void"
+
+
+def test_outsider_non_staff_cannot_open_billing_admin(client, make_tenant):
+    tenant = make_tenant("pro")
+    client.force_login(tenant.test_owner)
+    response = client.get("/admin/billing/ledgerentry/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

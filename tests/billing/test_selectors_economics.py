@@ -1,0 +1,81 @@
+"""Usage by day and unit economics (revenue, GPU cost, margin per tenant, node, month)."""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.models import GpuCostRate
+from billing.selectors import (
+    economics_by_node,
+    economics_by_period,
+    economics_by_tenant,
+    gpu_cost,
+    gpu_hours_estimate,
+    usage_by_day,
+)
+from billing.services import invoice_draft_build, invoice_finalize, reservation_create, reservation_settle
+
+UTC = dt.UTC
+
+
+def test_default_a10_rate_arithmetic(db):
+    # Seed: 1,000,000 tokens ~ 1.2 A10 GPU-hours -> 833,333 tokens per GPU-hour.
+    # Default A10 cost USD 0.75/h -> 1M tokens cost about 1.2 x 0.75 = USD 0.90.
+    a10 = GpuCostRate.objects.get(gpu_model="A10")
+    assert a10.hourly_cost == Decimal("0.7500") and a10.tokens_per_gpu_hour == 833_333
+    hours = gpu_hours_estimate(tokens=1_000_000)
+    assert abs(hours - Decimal("1.2")) < Decimal("0.00001")
+    cost = gpu_cost(gpu_model="A10", gpu_seconds=float(hours * 3600))
+    assert cost.quantize(Decimal("0.01")) == Decimal("0.90")
+
+
+def test_gpu_cost_rules(db):
+    assert gpu_cost(gpu_model="", gpu_seconds=3600) == 0  # CPU host
+    assert gpu_cost(gpu_model="A10", gpu_seconds=3600) == Decimal("0.75")
+    assert gpu_cost(gpu_model="Z9000", gpu_seconds=3600) == Decimal("0.75")  # unknown: default rate
+    GpuCostRate.objects.create(gpu_model="H100", hourly_cost=Decimal("2.5000"))
+    assert gpu_cost(gpu_model="H100", gpu_seconds=1800) == Decimal("1.25")
+
+
+def test_usage_by_day_zero_fills_in_tenant_tz(make_tenant):
+    tenant = make_tenant("pro")
+    tenant.time_zone = "America/New_York"
+    tenant.save()
+    now = timezone.now()
+    r = reservation_create(tenant=tenant, tokens=42, now=now)
+    reservation_settle(reservation_id=r.pk, gpu_seconds=3.0, now=now)
+    rows = usage_by_day(tenant=tenant, days=7, now=now)
+    assert len(rows) == 7
+    assert rows[-1]["day"] == now.astimezone(tenant.tz).date()
+    assert (rows[-1]["tokens"], rows[-1]["jobs"], rows[-1]["gpu_seconds"]) == (42, 1, 3.0)
+    assert sum(r["tokens"] for r in rows[:-1]) == 0
+
+
+def test_economics_per_tenant_node_and_month(make_tenant):
+    pro = make_tenant("pro", name="ProCo")
+    free = make_tenant("free", name="FreeCo")
+    t = dt.datetime(2026, 5, 10, tzinfo=UTC)
+    for tenant, node, tokens, seconds in [
+        (pro, "gpu-a", 3000, 7200.0),
+        (pro, "gpu-b", 1000, 3600.0),
+        (free, "gpu-a", 100, 360.0),
+    ]:
+        r = reservation_create(tenant=tenant, tokens=tokens, now=t)
+        reservation_settle(reservation_id=r.pk, gpu_seconds=seconds, node_name=node, gpu_model="A10", now=t)
+    invoice_finalize(invoice_id=invoice_draft_build(tenant=pro, period_start=dt.date(2026, 5, 1)).pk)
+    by_tenant = {e.label: e for e in economics_by_tenant(period_start=dt.date(2026, 5, 1))}
+    assert by_tenant["ProCo"].revenue == Decimal("29.00")
+    assert by_tenant["ProCo"].gpu_cost == Decimal("2.25")  # 3 h x 0.75
+    assert by_tenant["ProCo"].margin == Decimal("26.75")
+    assert by_tenant["ProCo"].margin_pct == Decimal("92.2")
+    assert by_tenant["FreeCo"].revenue == 0 and by_tenant["FreeCo"].margin == Decimal("-0.08")
+    assert by_tenant["FreeCo"].margin_pct is None
+    by_node = {e.label: e for e in economics_by_node(period_start=dt.date(2026, 5, 1))}
+    # ProCo's 29.00 split by token share: 3/4 to gpu-a, 1/4 to gpu-b.
+    assert by_node["gpu-a"].revenue == Decimal("21.75") and by_node["gpu-b"].revenue == Decimal("7.25")
+    assert by_node["gpu-a"].gpu_cost == Decimal("1.58")  # 2.1 h x 0.75 = 1.575
+    assert by_node["gpu-a"].tokens == 3100 and by_node["gpu-b"].jobs == 1
+    months = economics_by_period(months=2, now=dt.datetime(2026, 6, 3, tzinfo=UTC))
+    assert [m.key for m in months] == ["2026-05", "2026-06"]
+    assert months[0].revenue == Decimal("29.00") and months[0].tokens == 4100
