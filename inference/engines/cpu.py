@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
 # Bump when a change alters the audio of an existing request (determinism contract).
-ENGINE_VERSION = "1.0"
+ENGINE_VERSION = "1.1"
 
 _ESPEAK_LANGUAGE_VOICE = {"zh": "cmn-latn-pinyin", "yue": "yue", "en": "en-us", "ja": "ja", "ko": "ko"}
 # espeak-ng voice variants per gender; their natural pitch is measured in
@@ -296,7 +296,8 @@ class CpuEngine(SynthesisEngine):
     ) -> numpy.ndarray:
         variant = _VARIANT.get(voice.gender, "m3")
         body = text if raw else html.escape(text, quote=False)
-        ssml = f'<speak><prosody range="{prosody.pitch_range}%">{body}</prosody></speak>'
+        # The space before the closing tag matters: espeak-ng reads "]]</prosody>" as words.
+        ssml = f'<speak><prosody range="{prosody.pitch_range}%">{body} </prosody></speak>'
         command = [
             self._espeak,
             "-m",

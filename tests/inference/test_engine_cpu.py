@@ -141,6 +141,9 @@ def test_tags_are_spoken():
     assert speak("你好[breath]你好").duration_s > 2 * plain.duration_s - 0.3
     word = speak("[M][AY0][N][UW1][T]", voice="en-female")
     assert word.duration_s > 0.3 and rms(word.samples) > 0.05
+    # The phonemes are spoken as one word, nothing else (no markup read aloud).
+    assert word.duration_s == pytest.approx(speak("minute", voice="en-female").duration_s, abs=0.3)
+    assert speak("[M][AY0][N][UW1][T]", voice="en-male").duration_s < 1.0  # Piper path
 
 
 def test_front_end_routes_scripts_and_tags():
