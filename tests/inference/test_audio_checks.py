@@ -144,3 +144,15 @@ def test_resample_keeps_a_tone():
     assert out.size == 16000
     spectrum = numpy.abs(numpy.fft.rfft(out))
     assert abs(int(numpy.argmax(spectrum)) - 440) <= 1
+
+
+def test_speech_over_background_noise_is_accepted():
+    samples, rate = _six_seconds()
+    noise = _noise(len(samples) / rate, rate, 1.0)[: len(samples)]
+    noise *= rms_of(samples) / rms_of(noise) / 10 ** (10 / 20)  # 10 dB SNR
+    prompt = validate_prompt_audio(encode(samples + noise, rate))
+    assert prompt.speech_duration_s > 5.0
+
+
+def rms_of(samples):
+    return float(numpy.sqrt(numpy.mean(numpy.square(samples, dtype=numpy.float64))))
