@@ -36,14 +36,19 @@ class FleetHub:
         self._state_changed: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
-        self._last_persist = 0.0
+        self._persist_task: asyncio.Task | None = None
         self.dropped = 0
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
             self._loop = loop
-            self._task = loop.create_task(self._run(), name="fleet-hub")
+            self._persist_lock = asyncio.Lock()
+            # Two loops: fan-out must never wait behind a slow database write.
+            self._task = loop.create_task(self._run(self._fanout_once, FANOUT_INTERVAL_S), name="fleet-hub-fanout")
+            self._persist_task = loop.create_task(
+                self._run(self._persist_once, PERSIST_INTERVAL_S), name="fleet-hub-db"
+            )
 
     def sample_submit(self, *, node_id: int, node_name: str, sample: dict) -> None:
         self._ensure_running()
@@ -51,7 +56,7 @@ class FleetHub:
             "id": node_id,
             "name": node_name,
             "ts": sample["ts"],
-            "gpus": [{k: v for k, v in gpu.items() if k != "processes"} for gpu in sample.get("gpus") or []],
+            "gpus": [{k: gpu.get(k) for k in LIVE_GPU_KEYS} for gpu in sample.get("gpus") or []],
             "host": sample.get("host"),
             "stats": sample.get("node") or {},
         }
@@ -66,41 +71,67 @@ class FleetHub:
         self._ensure_running()
         self._state_changed.update(node_ids)
 
-    async def _run(self) -> None:
+    async def _run(self, step, interval: float) -> None:
         layer = get_channel_layer()
         while True:
             try:
-                await asyncio.sleep(FANOUT_INTERVAL_S)
-                await self.flush(layer)
+                await asyncio.sleep(interval)
+                await step(layer)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the hub must outlive one bad flush
-                logger.exception("fleet hub flush failed")
+                logger.exception("fleet hub %s failed", step.__name__)
 
-    async def flush(self, layer=None, *, persist: bool | None = None) -> None:
-        layer = layer or get_channel_layer()
-        now = time.monotonic()
-        if persist is None:
-            persist = now - self._last_persist >= PERSIST_INTERVAL_S
-        changed_ids: list[int] = []
-        if persist and self._to_persist:
+    async def _persist_once(self, layer) -> None:
+        # One writer at a time, so a flush() returns only after earlier samples are stored.
+        async with self._persist_lock:
+            if not self._to_persist:
+                return
             batch, self._to_persist = self._to_persist, []
-            self._last_persist = now
             changed_ids = await database_sync_to_async(samples_ingest)(batch=batch)
-        refresh = self._state_changed | set(changed_ids)
-        self._state_changed = set()
+            self._state_changed.update(changed_ids)
+
+    async def _fanout_once(self, layer) -> None:
+        refresh, self._state_changed = self._state_changed, set()
         updates, self._changed = self._changed, {}
         if refresh:
             for snap in await database_sync_to_async(node_snapshot_list)(node_ids=sorted(refresh)):
                 live = updates.get(snap["id"])
                 if live is not None:
-                    live.update({k: snap[k] for k in ("state", "state_reason", "last_action")})
+                    live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
                 else:
                     updates[snap["id"]] = snap
         if updates:
             # Encode once here; each dashboard consumer forwards the text as is.
             text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": list(updates.values())})
             await layer.group_send(DASHBOARDS, {"type": "fleet.batch", "text": text})
+
+    async def flush(self, layer=None, *, persist: bool = True) -> None:
+        """Persist (optionally) and fan out now (tests; the loops do this on their own)."""
+        layer = layer or get_channel_layer()
+        if persist:
+            await self._persist_once(layer)
+        await self._fanout_once(layer)
+
+
+# What a state change re-reads from the database into a live update.
+SNAPSHOT_STATE_KEYS = ("state", "state_reason", "last_action", "agent_connected")
+# Per-GPU keys that go to dashboards (static ones such as name and UUID come with the snapshot).
+LIVE_GPU_KEYS = (
+    "index",
+    "utilization",
+    "memory_utilization",
+    "vram_used_mb",
+    "vram_total_mb",
+    "temperature_c",
+    "power_w",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "throttle_reasons",
+    "ecc_errors",
+    "xid_errors",
+    "last_xid",
+)
 
 
 hub = FleetHub()

@@ -1,0 +1,303 @@
+"""Fleet ingest benchmark: N simulated agents at 1 Hz into a live console, M dashboards watching.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/vf_fleet REDIS_URL=redis://127.0.0.1:6379/3 \
+        .venv/bin/python bench/fleet_ingest.py --hosts 125 --gpus 8 --dashboards 20 --duration 30
+
+Starts ``uvicorn console.asgi:application`` on a loopback port (a subprocess, so its CPU can
+be measured on its own), registers the nodes and a staff user through the real services,
+then runs real websocket clients speaking the agent protocol (hello, then one sample with
+every GPU per second, ``ts`` = send time) and dashboard clients with a staff session.
+Prints sustained samples/s (sent, delivered to dashboards, persisted), agent -> dashboard
+latency p50/p95/max (from the sample's ``ts`` to its arrival at each dashboard), and the
+server's and this client's CPU. Everything is bounded in time and runs on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/vf_fleet")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hosts", type=int, default=125)
+    p.add_argument("--gpus", type=int, default=8, help="GPUs per host")
+    p.add_argument("--dashboards", type=int, default=20)
+    p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--port", type=int, default=0)
+    return p.parse_args()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_fleet(hosts: int) -> tuple[list[tuple[str, str]], str]:
+    """Migrate, (re)create bench nodes and a staff session through the real services."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from billing.services import user_create
+    from fleetagent.models import GpuSample, Node, NodeAction
+    from fleetagent.services import node_create
+
+    call_command("migrate", verbosity=0, interactive=False)
+    bench_nodes = Node.objects.filter(name__startswith="bench-")
+    GpuSample.objects.filter(node__in=bench_nodes).delete()
+    NodeAction.objects.filter(node__in=bench_nodes).delete()
+    bench_nodes.delete()
+    nodes = [node_create(name=f"bench-{i:04d}", gpu_model="A10") for i in range(hosts)]
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(username="bench-ops").delete()
+    staff = user_create(username="bench-ops", password="pw-bench-123", email="bench@example.com", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return [(node.name, token) for node, token in nodes], cookie
+
+
+def persisted_count() -> int:
+    from fleetagent.models import GpuSample
+
+    return GpuSample.objects.filter(node__name__startswith="bench-", resolution_s=1).count()
+
+
+def gpu_reading(index: int) -> dict:
+    return {
+        "index": index,
+        "utilization": float(random.randint(0, 100)),
+        "memory_utilization": float(random.randint(0, 60)),
+        "vram_used_mb": float(random.randint(1000, 22000)),
+        "vram_total_mb": 23028.0,
+        "temperature_c": float(random.randint(40, 80)),
+        "power_w": float(random.randint(60, 150)),
+        "power_limit_w": 150.0,
+        "sm_clock_mhz": 1695.0,
+        "throttle_reasons": 0,
+        "ecc_errors": 0,
+        "xid_errors": 0,
+        "processes": [{"pid": 1000 + index, "vram_used_mb": 6000.0}],
+    }
+
+
+class Results:
+    def __init__(self) -> None:
+        self.sent_samples = 0  # GPU readings
+        self.sent_messages = 0
+        self.received_gpu_readings = 0
+        self.dashboard_messages = 0
+        self.latencies: list[float] = []
+        self.measuring = False
+        self.agent_errors = 0
+
+
+async def run_agent(url: str, name: str, token: str, gpus: int, stop: asyncio.Event, res: Results, protocol) -> None:
+    import websockets
+
+    await asyncio.sleep(random.random())  # spread agents over the second, like real hosts
+    try:
+        async with websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {token}"}, max_queue=None
+        ) as ws:
+            await ws.send(
+                protocol.message_encode(
+                    protocol.HELLO,
+                    node=name,
+                    hostname=name,
+                    agent_version="bench",
+                    engine="bench",
+                    nvml=True,
+                    gpu_model="NVIDIA A10",
+                    gpus=[{"index": i} for i in range(gpus)],
+                )
+            )
+            await ws.recv()
+            seq = 0
+            next_at = time.monotonic()
+            drain = asyncio.create_task(_drain(ws))
+            while not stop.is_set():
+                seq += 1
+                text = protocol.message_encode(
+                    protocol.SAMPLE,
+                    seq=seq,
+                    ts=time.time(),
+                    gpus=[gpu_reading(i) for i in range(gpus)],
+                    host={"cpu_percent": 10.0, "ram_used_mb": 9000.0, "ram_total_mb": 64000.0},
+                    node={"jobs_running": 1, "jobs_queued": 0, "success_rate_5m": 1.0, "draining": False},
+                )
+                await ws.send(text)
+                if res.measuring:
+                    res.sent_samples += gpus
+                    res.sent_messages += 1
+                next_at += 1.0
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            drain.cancel()
+    except Exception as exc:  # noqa: BLE001 - counted and reported
+        res.agent_errors += 1
+        print(f"agent {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def _drain(ws) -> None:
+    async for _ in ws:
+        pass
+
+
+async def run_dashboard(url: str, cookie: str, stop: asyncio.Event, res: Results) -> None:
+    import websockets
+
+    async with websockets.connect(url, additional_headers={"Cookie": cookie}, max_size=None, max_queue=None) as ws:
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            now = time.time()
+            msg = json.loads(raw)
+            if msg.get("type") != "nodes" or not res.measuring:
+                continue
+            res.dashboard_messages += 1
+            for node in msg["nodes"]:
+                if node.get("gpus") and node.get("ts"):
+                    res.received_gpu_readings += len(node["gpus"])
+                    res.latencies.append(now - node["ts"])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def main_async(args) -> int:
+    import psutil
+    from asgiref.sync import sync_to_async
+
+    from fleetagent import protocol
+
+    nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
+    port = args.port or _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "console.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--ws",
+            "websockets-sansio",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    print("uvicorn did not start", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(0.2)
+        res = Results()
+        stop = asyncio.Event()
+        base = f"ws://127.0.0.1:{port}"
+        dashboards = [
+            asyncio.create_task(run_dashboard(base + "/ws/ops/fleet/", cookie, stop, res))
+            for _ in range(args.dashboards)
+        ]
+        agents = [
+            asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
+        ]
+        await asyncio.sleep(args.warmup)
+        server_proc = psutil.Process(server.pid)
+        me = psutil.Process()
+        server_cpu0, my_cpu0 = server_proc.cpu_times(), me.cpu_times()
+        persisted0 = await sync_to_async(persisted_count)()
+        t0 = time.monotonic()
+        res.measuring = True
+        await asyncio.sleep(args.duration)
+        res.measuring = False
+        elapsed = time.monotonic() - t0
+        server_cpu1, my_cpu1 = server_proc.cpu_times(), me.cpu_times()
+        await asyncio.sleep(1.5)  # let the last persist interval land
+        persisted1 = await sync_to_async(persisted_count)()
+        stop.set()
+        await asyncio.gather(*agents, *dashboards, return_exceptions=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    def cpu(a, b) -> float:
+        return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed
+
+    lat_ms = [x * 1000 for x in res.latencies]
+    print(
+        f"fleet ingest: {args.hosts} hosts x {args.gpus} GPUs = {args.hosts * args.gpus} GPUs at 1 Hz, "
+        f"{args.dashboards} dashboards, {elapsed:.1f} s measured after {args.warmup:.0f} s warm-up"
+    )
+    print(
+        f"  DB: {os.environ['DATABASE_URL'].rsplit('@', 1)[-1]}  channel layer: Redis {os.environ['REDIS_URL'].rsplit('@', 1)[-1]}"
+    )
+    print(
+        f"  sent:        {res.sent_samples / elapsed:8.1f} GPU samples/s ({res.sent_messages / elapsed:.1f} agent messages/s)"
+    )
+    print(f"  persisted:   {(persisted1 - persisted0) / elapsed:8.1f} GPU samples/s (1 s rows, bulk insert per second)")
+    per_dash = res.received_gpu_readings / elapsed / max(1, args.dashboards)
+    print(
+        f"  dashboards:  {per_dash:8.1f} GPU readings/s each, {res.dashboard_messages / elapsed / max(1, args.dashboards):.1f} messages/s each (batched)"
+    )
+    if lat_ms:
+        print(
+            f"  agent->dashboard latency: p50 {statistics.median(lat_ms):.0f} ms, p95 {pct(lat_ms, 0.95):.0f} ms, "
+            f"max {max(lat_ms):.0f} ms  (n={len(lat_ms)})"
+        )
+    print(
+        f"  CPU: server (uvicorn, 1 process) {cpu(server_cpu0, server_cpu1):.0f}% of one core; "
+        f"bench clients {cpu(my_cpu0, my_cpu1):.0f}%; machine has {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}"
+    )
+    if res.agent_errors:
+        print(f"  agent connection errors: {res.agent_errors}")
+    ok = bool(lat_ms) and pct(lat_ms, 0.95) < 500
+    print(f"  target p95 < 500 ms: {'met' if ok else 'NOT met'}")
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    return asyncio.run(asyncio.wait_for(main_async(args), timeout=args.warmup + args.duration + 120))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
