@@ -9,10 +9,13 @@ from __future__ import annotations
 PALETTE = ["#1d4ed8", "#059669", "#d97706", "#dc2626", "#7c3aed", "#0891b2", "#be185d", "#4b5563"]
 
 
-def bar_figure(*, x: list, y: list, name: str = "", color: str = PALETTE[0], y_title: str = "tokens") -> dict:
+def bar_figure(
+    *, x: list, y: list, name: str = "", color: str = PALETTE[0], y_title: str = "tokens", dates: bool = False
+) -> dict:
+    xaxis = {"type": "date", "tickformat": "%b %d"} if dates else {"type": "category"}
     return {
         "data": [{"type": "bar", "x": x, "y": y, "name": name, "marker": {"color": color}}],
-        "layout": {"yaxis": {"title": {"text": y_title}, "rangemode": "tozero"}, "xaxis": {"type": "category"}},
+        "layout": {"yaxis": {"title": {"text": y_title}, "rangemode": "tozero"}, "xaxis": xaxis},
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from functools import lru_cache
 
 from django import forms
 from django.contrib.auth import password_validation
@@ -22,9 +23,11 @@ _COMMON_ZONES = [
 ]
 
 
+@lru_cache(maxsize=1)
 def _zone_choices():
+    # available_timezones() walks the tz database on disk (~100 ms+): once per process.
     rest = sorted(zoneinfo.available_timezones() - set(_COMMON_ZONES))
-    return [(z, z) for z in _COMMON_ZONES] + [(z, z) for z in rest]
+    return tuple((z, z) for z in _COMMON_ZONES) + tuple((z, z) for z in rest)
 
 
 class _PasswordPairMixin:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from functools import lru_cache
 
-from django.db.models import Count, Sum
+from django.core.cache import cache
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import Membership, Tenant
+from billing.models import Invoice, Membership, PlanChange, Tenant, TokenReservation, TopUp
+from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
 from inference.text.instruction import parse_instruction
 
 LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "Japanese", "ko": "Korean"}
@@ -139,3 +142,40 @@ def invoices_for_tenant(*, tenant: Tenant) -> list:
     from billing.models import Invoice
 
     return list(Invoice.objects.filter(tenant=tenant).prefetch_related("lines").order_by("-period_start"))
+
+
+STAFF_ECONOMICS_TTL_S = 60
+
+
+def staff_economics(*, period_start: dt.date, months: int = 6, fresh: bool = False) -> dict:
+    """Revenue, GPU cost and margin per tenant, node and month (billing's selectors), cached briefly.
+
+    Billing computes these from the ledger and invoice lines tenant by tenant and month by
+    month (hundreds of queries with a few dozen tenants); staff look at trends, so a
+    one-minute-old figure is fine and keeps the page inside its time budget.
+    """
+
+    # The cache key carries a fingerprint of what the figures are computed from, so a new
+    # tenant, plan change, top-up, invoice or settled job shows at once; the TTL covers edits
+    # that leave no new row (an admin changing a price).
+    fingerprint = [
+        list(Tenant.objects.order_by("pk").values_list("pk", "name", "plan_id")),
+        TokenReservation.objects.aggregate(m=Max("pk"), s=Max("settled_at"))["s"],
+        TokenReservation.objects.filter(status="settled").count(),
+        Invoice.objects.aggregate(m=Max("pk"))["m"],
+        list(Invoice.objects.values_list("status").annotate(n=Count("pk")).order_by("status")),
+        PlanChange.objects.aggregate(m=Max("pk"))["m"],
+        TopUp.objects.aggregate(m=Max("pk"))["m"],
+    ]
+    digest = hashlib.sha256(repr(fingerprint).encode()).hexdigest()[:16]
+    key = f"portal:staff-economics:{period_start.isoformat()}:{months}:{digest}"
+    data = None if fresh else cache.get(key)
+    if data is None:
+        data = {
+            "by_tenant": economics_by_tenant(period_start=period_start),
+            "by_node": economics_by_node(period_start=period_start),
+            "by_period": economics_by_period(months=months),
+            "computed_at": timezone.now(),
+        }
+        cache.set(key, data, STAFF_ECONOMICS_TTL_S)
+    return data

@@ -176,7 +176,7 @@ def dashboard(request):
     tenant = request.tenant
     usage = selectors.usage_breakdown(tenant=tenant, days=30)
     figures = {
-        "fig_per_day": charts.bar_figure(x=usage["days"], y=usage["tokens_per_day"], name="tokens"),
+        "fig_per_day": charts.bar_figure(x=usage["days"], y=usage["tokens_per_day"], name="tokens", dates=True),
         "fig_language": charts.donut_figure(
             labels=list(usage["by_language"]), values=list(usage["by_language"].values())
         ),
@@ -184,13 +184,15 @@ def dashboard(request):
             x=list(usage["by_feature"]), y=list(usage["by_feature"].values()), color=charts.PALETTE[1]
         ),
     }
+    quota = quota_get(tenant=tenant)
     return render(
         request,
         "portal/dashboard.html",
         {
             "tenant": tenant,
             "plan": tenant.plan,
-            "quota": quota_get(tenant=tenant),
+            "quota": quota,
+            "resets_in": _duration_short(quota.resets_at - timezone.now()),
             "usage": usage,
             "figures": figures,
             "jobs": selectors.jobs_recent(tenant=tenant, limit=10),
@@ -372,13 +374,11 @@ def voices(request):
 @staff_member_required
 def staff_overview(request):
     from billing.models import Plan, Tenant
-    from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
 
     period_start = timezone.localdate().replace(day=1)
     tenants = list(Tenant.objects.select_related("plan").order_by("name"))
-    by_tenant = economics_by_tenant(period_start=period_start, tenants=tenants)
-    by_node = economics_by_node(period_start=period_start)
-    by_period = economics_by_period(months=6)
+    economics = selectors.staff_economics(period_start=period_start, months=6, fresh=bool(request.GET.get("fresh")))
+    by_tenant, by_node, by_period = economics["by_tenant"], economics["by_node"], economics["by_period"]
     plan_counts = {p.name: 0 for p in Plan.objects.order_by("sort_order")}
     for t in tenants:
         plan_counts[t.plan.name] = plan_counts.get(t.plan.name, 0) + 1
@@ -421,5 +421,18 @@ def staff_overview(request):
             "tenant_count": len(tenants),
             "plan_counts": plan_counts,
             "figures": figures,
+            "computed_at": economics["computed_at"],
         },
     )
+
+
+def _duration_short(delta) -> str:
+    """ "3 d 4 h", "5 h 12 min", "7 min": how long until a reset, at a glance."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min"
