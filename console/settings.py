@@ -64,6 +64,12 @@ if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL when VOXFLEET_PRODUCTION=1")
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The embedded agent writes samples every second from its own thread: take the write lock
+    # at BEGIN (a deferred read->write upgrade fails at once with "database is locked" instead of
+    # waiting) and use WAL so page reads don't block on those writes.
+    DATABASES["default"]["OPTIONS"].update(
+        {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
 
 REDIS_URL = env_str("REDIS_URL") or None
 if REDIS_URL:
@@ -182,14 +188,14 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Billing: close last month's invoices once each tenant's month has ended (idempotent), expire top-ups.
     "billing-close-period": {"task": "billing.close_previous_period", "schedule": 3600.0},
     "billing-expire-topups": {"task": "billing.expire_topups", "schedule": 3600.0},
+    # Jobs: fail and release jobs past their deadline (inference.tasks).
+    "inference-expire-overdue": {"task": "inference.jobs_expire_overdue", "schedule": 10.0},
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-    # Jobs: fail and release jobs past their deadline (inference.tasks).
-    "inference-expire-overdue": {"task": "inference.jobs_expire_overdue", "schedule": 10.0},
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
