@@ -18,6 +18,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
+from billing import fastpath
 from billing.errors import (
     FeatureNotInPlan,
     InsufficientQuota,
@@ -288,6 +289,16 @@ def _positive_tokens(tokens) -> int:
     return tokens
 
 
+def _reservation_by_key(tenant_id: int, key: str, tokens: int) -> TokenReservation | None:
+    existing = TokenReservation.objects.filter(tenant_id=tenant_id, idempotency_key=key).first()
+    if existing is not None and existing.tokens != tokens:
+        raise Conflict(
+            f"Idempotency key {key!r} was used for {existing.tokens} tokens, not {tokens}.",
+            code="idempotency_key_reused",
+        )
+    return existing
+
+
 def reservation_create(
     *,
     tenant: Tenant,
@@ -303,6 +314,23 @@ def reservation_create(
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 128):
         raise VoxfleetError("Idempotency key must be 1-128 characters.", code="invalid_idempotency_key")
     now = now or timezone.now()
+    reference = reference[:128]
+    if idempotency_key is not None:
+        existing = _reservation_by_key(tenant.pk, idempotency_key, tokens)
+        if existing is not None:
+            return existing
+    if fastpath.available():
+        try:
+            reservation = fastpath.reserve_from_allowance(
+                tenant_id=tenant.pk, tokens=tokens, key=idempotency_key, reference=reference, now=now
+            )
+        except IntegrityError:
+            # The same idempotency key committed between our check and our insert.
+            reservation = _reservation_by_key(tenant.pk, idempotency_key, tokens)
+            if reservation is None:
+                raise
+        if reservation is not None:
+            return reservation
     with transaction.atomic():
         account = _account_lock(tenant.pk)
         if idempotency_key is not None:
@@ -348,7 +376,7 @@ def reservation_create(
             tenant_id=tenant.pk,
             tokens=tokens,
             idempotency_key=idempotency_key,
-            reference=reference[:128],
+            reference=reference,
             window_start=account.window_start,
             from_allowance=from_allowance,
             from_topups=[[t.pk, take] for t, take in parts],
@@ -416,6 +444,17 @@ def reservation_settle(
     if not math.isfinite(gpu_seconds) or gpu_seconds < 0:
         raise InvalidAmount(f"GPU-seconds must be zero or more, got {gpu_seconds!r}.")
     now = now or timezone.now()
+    node_name, gpu_model = node_name[:64], gpu_model[:64]
+    if fastpath.available():
+        settled = fastpath.settle(
+            reservation_id=reservation_id, gpu_seconds=gpu_seconds, node_name=node_name, gpu_model=gpu_model, now=now
+        )
+        if settled is not None:
+            return settled
+        status = TokenReservation.objects.filter(pk=reservation_id).values_list("status", flat=True).first()
+        if status is None:
+            raise ReservationNotFound(f"There is no reservation {reservation_id}.")
+        raise ReservationNotOpen(f"Reservation {reservation_id} is already {status}.")
     with transaction.atomic():
         # Only the reservation row is locked: settling moves no spendable balance, so it
         # never needs the account lock (and keeps the lock order: account -> reservation).
@@ -427,8 +466,8 @@ def reservation_settle(
         reservation.status = ReservationStatus.SETTLED
         reservation.settled_at = now
         reservation.gpu_seconds = gpu_seconds
-        reservation.node_name = node_name[:64]
-        reservation.gpu_model = gpu_model[:64]
+        reservation.node_name = node_name
+        reservation.gpu_model = gpu_model
         reservation.save(update_fields=["status", "settled_at", "gpu_seconds", "node_name", "gpu_model"])
         LedgerEntry.objects.create(
             tenant_id=reservation.tenant_id,

@@ -1,0 +1,118 @@
+"""PostgreSQL hot path for reserve and settle: one statement (one round trip, one commit) each.
+
+The common case - the open allowance window covers the job - needs no top-up or window
+logic, so it is a single data-modifying CTE: a conditional UPDATE of the account row (which
+takes the same row lock the general path takes, and refuses to go below zero) feeding the
+reservation and ledger INSERTs. Settling is the healthchecks-style claim: a conditional
+``UPDATE ... WHERE status = 'open'`` accepted only if exactly one row changed, feeding the
+ledger INSERT. Either statement commits or fails as a whole. When the fast path does not
+apply (window lapsed, allowance short, SQLite), callers fall back to the general ORM path,
+which writes exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import connection, transaction
+
+from billing.models import LedgerEntry, ReservationStatus, TokenReservation
+
+_RES = TokenReservation._meta.db_table
+_LEDGER = LedgerEntry._meta.db_table
+_ACCOUNT = "billing_billingaccount"
+_RES_FIELDS = [f for f in TokenReservation._meta.concrete_fields]
+_RES_COLUMNS = ", ".join(f'"{f.column}"' for f in _RES_FIELDS)
+
+_RESERVE_SQL = f"""
+WITH acc AS (
+    UPDATE {_ACCOUNT} SET allowance_remaining = allowance_remaining - %(tokens)s
+    WHERE tenant_id = %(tenant)s AND allowance_remaining >= %(tokens)s AND window_end > %(now)s
+    RETURNING tenant_id, window_start
+), res AS (
+    INSERT INTO {_RES} (tenant_id, tokens, status, idempotency_key, reference, window_start, from_allowance,
+                        from_topups, from_overage, created_at, settled_at, released_at, release_reason,
+                        gpu_seconds, node_name, gpu_model)
+    SELECT tenant_id, %(tokens)s, 'open', %(key)s, %(reference)s, window_start, %(tokens)s,
+           '[]'::jsonb, 0, %(now)s, NULL, NULL, '', 0, '', ''
+    FROM acc
+    RETURNING id, window_start
+), led AS (
+    INSERT INTO {_LEDGER} (tenant_id, kind, bucket, available_delta, held_delta, window_start, topup_id,
+                           reservation_id, idempotency_key, note, created_by_id, created_at)
+    SELECT %(tenant)s, 'reserve', 'allowance', -%(tokens)s, %(tokens)s, window_start, NULL, id, NULL, '', NULL, %(now)s
+    FROM res
+)
+SELECT id, window_start FROM res
+"""
+
+_SETTLE_SQL = f"""
+WITH r AS (
+    UPDATE {_RES} SET status = 'settled', settled_at = %(now)s, gpu_seconds = %(gpu_seconds)s,
+                      node_name = %(node_name)s, gpu_model = %(gpu_model)s
+    WHERE id = %(id)s AND status = 'open'
+    RETURNING {_RES_COLUMNS}
+), led AS (
+    INSERT INTO {_LEDGER} (tenant_id, kind, bucket, available_delta, held_delta, window_start, topup_id,
+                           reservation_id, idempotency_key, note, created_by_id, created_at)
+    SELECT tenant_id, 'settle', 'held', 0, -tokens, NULL, NULL, id, 'settle:' || id, '', NULL, %(now)s
+    FROM r
+)
+SELECT {_RES_COLUMNS} FROM r
+"""
+
+
+def available() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _execute(sql: str, params: dict):
+    # In autocommit mode the statement is its own transaction; inside a caller's transaction a
+    # savepoint keeps a unique-key violation from poisoning it.
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def reserve_from_allowance(*, tenant_id: int, tokens: int, key, reference: str, now) -> TokenReservation | None:
+    """The reservation if the open window's allowance covered it; None means take the general path."""
+    row = _execute(
+        _RESERVE_SQL, {"tenant": tenant_id, "tokens": tokens, "key": key, "reference": reference, "now": now}
+    )
+    if row is None:
+        return None
+    reservation = TokenReservation(
+        id=row[0],
+        tenant_id=tenant_id,
+        tokens=tokens,
+        status=ReservationStatus.OPEN,
+        idempotency_key=key,
+        reference=reference,
+        window_start=row[1],
+        from_allowance=tokens,
+        from_topups=[],
+        from_overage=0,
+        created_at=now,
+    )
+    reservation._state.adding = False
+    reservation._state.db = connection.alias
+    return reservation
+
+
+def settle(*, reservation_id: int, gpu_seconds: float, node_name: str, gpu_model: str, now) -> TokenReservation | None:
+    """The settled reservation, or None when no open reservation had that id (nothing written)."""
+    row = _execute(
+        _SETTLE_SQL,
+        {"id": reservation_id, "gpu_seconds": gpu_seconds, "node_name": node_name, "gpu_model": gpu_model, "now": now},
+    )
+    if row is None:
+        return None
+    values = [
+        json.loads(v) if f.name == "from_topups" and isinstance(v, str) else v
+        for f, v in zip(_RES_FIELDS, row, strict=True)
+    ]
+    return TokenReservation.from_db(connection.alias, [f.attname for f in _RES_FIELDS], values)
