@@ -402,6 +402,18 @@ class CustomFee(models.Model):
     def __str__(self) -> str:
         return f"{self.description}: {self.amount} {self.currency}"
 
+    def clean(self) -> None:
+        # The admin form goes through here; services.custom_fee_add applies the same rules.
+        if self.amount is not None and self.amount <= 0:
+            raise ValidationError({"amount": "A fee must be a positive amount."})
+        if self.tenant_id and self.period_month:
+            first = self.period_month.replace(day=1)
+            invoice = Invoice.objects.filter(tenant_id=self.tenant_id, period_start=first).first()
+            if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
+                raise ValidationError(
+                    {"period_month": f"Invoice {invoice.number} for this month is {invoice.status}; bill it later."}
+                )
+
 
 class GpuCostRate(models.Model):
     """What one hour of one GPU of a model costs us (admin-editable), for margin figures."""

@@ -81,3 +81,28 @@ def test_outsider_non_staff_cannot_open_billing_admin(client, make_tenant):
     client.force_login(tenant.test_owner)
     response = client.get("/admin/billing/ledgerentry/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_custom_fee_admin_form_refuses_finalized_month_and_bad_amount(admin_client, make_tenant):
+    from billing.models import CustomFee
+
+    tenant = make_tenant("enterprise")
+    invoice_finalize(invoice_id=invoice_draft_build(tenant=tenant, period_start=dt.date(2026, 5, 1)).pk)
+    data = {
+        "tenant": tenant.pk,
+        "description": "late",
+        "amount": "10.00",
+        "currency": "USD",
+        "period_month": "2026-05-15",
+        "created_at_0": "2026-05-15",
+        "created_at_1": "10:00:00",
+    }
+    response = admin_client.post("/admin/billing/customfee/add/", data)
+    assert response.status_code == 200 and b"bill it later" in response.content
+    response = admin_client.post(
+        "/admin/billing/customfee/add/", {**data, "period_month": "2026-06-01", "amount": "-1"}
+    )
+    assert response.status_code == 200 and b"positive amount" in response.content
+    assert CustomFee.objects.count() == 0
+    response = admin_client.post("/admin/billing/customfee/add/", {**data, "period_month": "2026-06-01"})
+    assert response.status_code == 302 and CustomFee.objects.count() == 1
