@@ -88,14 +88,17 @@ class FleetHub:
             if not self._to_persist:
                 return
             batch, self._to_persist = self._to_persist, []
-            changed_ids = await database_sync_to_async(samples_ingest)(batch=batch)
+            # Not thread-sensitive: the write must not queue every other consumer's DB call
+            # (hello, acks, snapshots) behind it on asgiref's single shared thread.
+            changed_ids = await database_sync_to_async(samples_ingest, thread_sensitive=False)(batch=batch)
             self._state_changed.update(changed_ids)
 
     async def _fanout_once(self, layer) -> None:
         refresh, self._state_changed = self._state_changed, set()
         updates, self._changed = self._changed, {}
         if refresh:
-            for snap in await database_sync_to_async(node_snapshot_list)(node_ids=sorted(refresh)):
+            snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=False)(node_ids=sorted(refresh))
+            for snap in snaps:
                 live = updates.get(snap["id"])
                 if live is not None:
                     live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
