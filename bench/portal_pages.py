@@ -127,6 +127,7 @@ def main() -> int:
             ("customer", customer, f"/jobs/{job.pk}/audio" if job else "/"),
             ("customer", customer, f"/billing/invoices/{invoice.pk}.pdf"),
             ("staff", staff, "/staff/"),
+            ("staff", staff, "/staff/?fresh=1"),
             ("staff", staff, "/ops/"),
         ]
         print(

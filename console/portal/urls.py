@@ -20,6 +20,7 @@ urlpatterns = [
     path("plan/topup", views.topup_buy, name="topup_buy"),
     path("invoices/", views.invoices, name="invoices"),
     path("voices/", views.voices, name="voices"),
+    path("voices/<str:voice_id>/delete", views.voice_delete_view, name="voice_delete"),
     path("staff/", views.staff_overview, name="staff_overview"),
     path("keys/", views.api_keys, name="api_keys"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),

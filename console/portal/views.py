@@ -85,7 +85,7 @@ def signup(request):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome to Voxfleet. {tenant.name} is on the {tenant.plan.name} plan.")
             return redirect("portal:dashboard")
-    return render(request, "portal/signup.html", {"form": form})
+    return render(request, "portal/signup.html", {"form": form, "time_zones": forms.time_zone_names()})
 
 
 @tenant_required
@@ -220,6 +220,7 @@ def playground(request):
             "text_limit": TEXT_MAX_CHARS,
             "instruction_limit": INSTRUCTION_MAX_CHARS,
             "initial_text": request.GET.get("text", "")[:TEXT_MAX_CHARS],
+            "initial_voice": request.GET.get("voice", ""),
         },
     )
 
@@ -361,11 +362,56 @@ def invoices(request):
 
 @tenant_required
 def voices(request):
+    from inference.services import voice_create
+
+    form = forms.VoiceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        upload = d["audio"]
+        # The API's limit is 10 MB; read one byte more so the service reports an oversize file.
+        audio = upload.read(10 * 1024 * 1024 + 1)
+        try:
+            voice = voice_create(
+                tenant=request.tenant, name=d["name"], audio=audio, transcript=d["transcript"], created_by=request.user
+            )
+        except VoxfleetError as exc:
+            field = {"name": "name", "audio": "audio", "transcript": "transcript"}.get(exc.extra.get("param"))
+            if field is None:
+                # Everything else voice_create refuses is about the audio (too short, silent, corrupt...).
+                field = (
+                    "transcript"
+                    if "transcript" in exc.code
+                    else "name"
+                    if exc.code.startswith("voice_name")
+                    else "audio"
+                )
+            form.add_error(field, exc.message)
+        else:
+            messages.success(
+                request, f"Voice “{voice.name}” is ready ({voice.prompt_duration_s:.1f} s of prompt audio)."
+            )
+            return redirect("portal:voices")
     return render(
         request,
         "portal/voices.html",
-        {"tenant": request.tenant, "voices": selectors.voices_for_tenant(tenant=request.tenant)},
+        {"tenant": request.tenant, "voices": selectors.voices_for_tenant(tenant=request.tenant), "form": form},
     )
+
+
+@require_POST
+@tenant_required
+def voice_delete_view(request, voice_id: str):
+    from inference.selectors import voice_get_own
+    from inference.services import voice_delete
+
+    try:
+        voice = voice_get_own(tenant=request.tenant, voice_id=voice_id)
+    except VoxfleetError:
+        raise Http404("No such voice.") from None
+    name = voice.name
+    voice_delete(voice=voice)
+    messages.success(request, f"Voice “{name}” deleted; audio already made with it stays available.")
+    return redirect("portal:voices")
 
 
 # --- staff ----------------------------------------------------------------------------
