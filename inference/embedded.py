@@ -7,6 +7,7 @@ worker), in a thread so the event loop keeps serving requests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -96,7 +97,32 @@ async def start():
         if _executor is not None:
             _executor.submit(warm)
 
+    expiry = asyncio.get_running_loop().create_task(_expire_loop())
+
     async def stop() -> None:
+        expiry.cancel()
         await sync_to_async(executor_stop_sync, thread_sensitive=False)()
 
     return stop
+
+
+EXPIRE_INTERVAL_S = 10.0
+
+
+def _expire_once() -> None:
+    from inference.services import jobs_expire_overdue
+
+    try:
+        jobs_expire_overdue()
+    finally:
+        close_old_connections()
+
+
+async def _expire_loop() -> None:
+    """What beat's "inference-expire-overdue" does in a full deployment."""
+    while True:
+        await asyncio.sleep(EXPIRE_INTERVAL_S)
+        try:
+            await sync_to_async(_expire_once, thread_sensitive=False)()
+        except Exception:  # noqa: BLE001 - try again next round
+            logger.exception("embedded executor: expiring overdue jobs failed")

@@ -115,15 +115,14 @@ def job_wait_finished(*, job_id: int, timeout_s: float) -> SynthesisJob:
     """Block until the job is finished or ``timeout_s`` passes; returns the job as it is then."""
     from inference import runtime
 
-    finished = set(
-        (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
-    )
+    latest: dict[str, SynthesisJob] = {}
 
     def is_done() -> bool:
-        return SynthesisJob.objects.filter(pk=job_id, status__in=finished).exists()
+        latest["job"] = SynthesisJob.objects.select_related("node", "voice").get(pk=job_id)
+        return latest["job"].is_finished
 
     runtime.job_done_wait(job_id=job_id, is_done=is_done, timeout_s=timeout_s)
-    return SynthesisJob.objects.select_related("node", "voice").get(pk=job_id)
+    return latest["job"]
 
 
 def usage_for_tenant(*, tenant, days: int = 30, now: dt.datetime | None = None) -> dict:

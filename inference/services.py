@@ -336,14 +336,19 @@ def job_create(
                 idempotency_key=f"job:{idempotency_key}" if idempotency_key else None,
                 reference=f"synthesis-job:{job.pk}",
             )
-            SynthesisJob.objects.filter(pk=job.pk).update(reservation_id=reservation.pk)
-            job.reservation_id = reservation.pk
             # Last, so a refusal above never holds a slot; a refusal here rolls the
             # reservation back with the transaction.
             billing_limits.job_slot_acquire(tenant=tenant, job_id=job.pk)
             slot_taken = True
-            job_id = job.pk
-            transaction.on_commit(lambda: job_dispatch(job_id=job_id))
+            # accepted -> queued in the same transaction (one commit on the hot path); the
+            # message is published only after commit so a worker never sees an uncommitted job.
+            queued_at = timezone.now()
+            SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.ACCEPTED).update(
+                reservation_id=reservation.pk, status=JobStatus.QUEUED, queued_at=queued_at
+            )
+            job.reservation_id, job.status, job.queued_at = reservation.pk, JobStatus.QUEUED, queued_at
+            job_id, node_name, queue_name = job.pk, node.name, node.queue_name
+            transaction.on_commit(lambda: _job_publish(job_id=job_id, node_name=node_name, queue_name=queue_name))
     except IntegrityError:
         if slot_taken:
             billing_limits.job_slot_release(tenant=tenant, job_id=job.pk)
@@ -363,46 +368,48 @@ def job_create(
 # --- jobs: dispatch and execution ---------------------------------------------------------------
 
 
-def job_dispatch(*, job_id: int) -> SynthesisJob | None:
-    """Hand an accepted job to its node: the node's Celery queue, or the in-process executor.
-
-    A job without a node (requeued off a dead one) gets one picked now; when none is
-    online it fails and its tokens are released.
-    """
-    job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
-    if job is None or job.status != JobStatus.ACCEPTED:
-        return job
-    node = job.node
-    if node is None:
-        try:
-            node = job_node_pick(tenant=job.tenant)
-        except NoNodeAvailable as exc:
-            _job_close(job=job, from_statuses=(JobStatus.ACCEPTED,), status=JobStatus.FAILED, error=exc)
-            return job
-    changed = SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.ACCEPTED).update(
-        status=JobStatus.QUEUED, node=node, queued_at=timezone.now()
-    )
-    if changed != 1:
-        return job
+def _job_publish(*, job_id: int, node_name: str, queue_name: str) -> None:
+    """Hand a queued job to its node: the node's Celery queue, or the in-process executor."""
     try:
         if settings.EMBEDDED:
             from inference.embedded import executor_submit
 
-            executor_submit(job_id=job.pk, node_name=node.name)
+            executor_submit(job_id=job_id, node_name=node_name)
         else:
             from inference.tasks import synthesize
 
-            synthesize.apply_async(args=[job.pk], kwargs={"node_name": node.name}, queue=node.queue_name)
+            synthesize.apply_async(args=[job_id], kwargs={"node_name": node_name}, queue=queue_name)
     except Exception as exc:  # noqa: BLE001 - broker down: the customer must not pay for it
-        logger.exception("could not dispatch job %s to %s", job.pk, node.name)
+        logger.exception("could not dispatch job %s to %s", job_id, node_name)
+        job = SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id)
         _job_close(
             job=job,
             from_statuses=(JobStatus.QUEUED,),
             status=JobStatus.FAILED,
             error=VoxfleetError(f"Could not queue the job: {exc}", code="dispatch_failed"),
         )
-    job.refresh_from_db()
-    return job
+
+
+def job_dispatch(*, job_id: int) -> None:
+    """Queue an accepted job (one requeued off a dead node) on a node picked now.
+
+    When no node is online it fails and its tokens are released.
+    """
+    job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.ACCEPTED:
+        return
+    node = job.node
+    if node is None:
+        try:
+            node = job_node_pick(tenant=job.tenant)
+        except NoNodeAvailable as exc:
+            _job_close(job=job, from_statuses=(JobStatus.ACCEPTED,), status=JobStatus.FAILED, error=exc)
+            return
+    changed = SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.ACCEPTED).update(
+        status=JobStatus.QUEUED, node=node, queued_at=timezone.now()
+    )
+    if changed == 1:
+        _job_publish(job_id=job.pk, node_name=node.name, queue_name=node.queue_name)
 
 
 def _release_quietly(*, reservation_id: int | None, reason: str) -> None:

@@ -22,8 +22,10 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from billing.models import Tenant  # noqa: E402
 from billing.services import api_key_create, plan_get, reservation_create, tenant_create, user_create  # noqa: E402
 from fleetagent.models import Node, NodeState  # noqa: E402
+from fleetagent.services import node_create  # noqa: E402
 
 
 def tenant(name: str, plan: str) -> tuple:
@@ -46,8 +48,10 @@ def main() -> None:
     reservation_create(tenant=drained, tokens=495)
     # The node's agent marks it online by heartbeat; the test worker has no agent socket.
     node_name = settings.EMBEDDED_NODE_NAME
-    Node.objects.filter(name=node_name).update(state=NodeState.ONLINE)
-    print(json.dumps({"keys": keys, "node": node_name, "demo": demo}))
+    enterprise = Tenant.objects.get(name=next(t["name"] for t in demo["tenants"] if t["plan"] == "Enterprise"))
+    dedicated, _ = node_create(name=f"{node_name}-dedicated", dedicated_tenant=enterprise)
+    Node.objects.filter(name__in=[node_name, dedicated.name]).update(state=NodeState.ONLINE)
+    print(json.dumps({"keys": keys, "node": node_name, "nodes": [node_name, dedicated.name], "demo": demo}))
 
 
 if __name__ == "__main__":

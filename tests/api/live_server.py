@@ -169,7 +169,7 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
                     "console",
                     "worker",
                     "-Q",
-                    f"node.{server.data['node']}",
+                    ",".join(f"node.{name}" for name in server.data["nodes"]),
                     "-P",
                     "threads",
                     "-c",

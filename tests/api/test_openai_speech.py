@@ -221,3 +221,15 @@ def test_rate_limit_is_429_rate_limit_exceeded(live):
     body = last.response.json()["error"]
     assert body["code"] == "rate_limit_exceeded" and int(last.response.headers["retry-after"]) >= 1
     assert remaining(live, key) == before
+
+
+def test_enterprise_jobs_run_on_its_dedicated_node(live):
+    key = live.key("enterprise")
+    raw = speak(live, key, input="今日天气好好。", instructions="用广东话说", voice="yue-female")
+    job = rest(live, key, "GET", f"jobs/{raw.headers['x-job-id']}").json()
+    assert job["language"] == "yue" and job["status"] == "succeeded"
+    # With a real fleet (Redis) only its dedicated node serves it; the embedded default has one node.
+    expected = f"{live.data['node']}-dedicated" if live.redis else live.data["node"]
+    assert job["node"] == expected
+    pro_job = rest(live, live.key("pro"), "GET", "jobs", params={"limit": 1}).json()["results"]
+    assert all(j["node"] != f"{live.data['node']}-dedicated" for j in pro_job)

@@ -340,7 +340,7 @@ def test_concurrent_job_slots_follow_the_plan(make_tenant, django_capture_on_com
     assert refused.value.status == 429 and refused.value.headers["Retry-After"]
     assert quota_get(tenant=free).reserved == first.tokens  # the refused one holds nothing
     job_execute(job_id=first.pk, node_name="t-shared-a")
-    assert _create(free).status == JobStatus.ACCEPTED
+    assert _create(free).status == JobStatus.QUEUED
 
 
 def test_idempotency_key_returns_the_first_job_and_reserves_once(make_tenant):
