@@ -6,7 +6,7 @@ engine (front end + espeak-ng/Piper + post-processing, as a job would) and, in t
 run, through a bare ``espeak-ng --stdout`` subprocess on the same text. Prints median and
 p95 per language. Target (issue 4): CPU engine RTF < 0.05.
 
-    .venv/bin/python bench/synthesis_engine_rtf.py [--repeats 3]
+    .venv/bin/python bench/synthesis_engine_rtf.py [--repeats 3] [--onnx-threads 2]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference.engines import PRESET_VOICES_BY_KEY, SynthesisRequest, engine_create  # noqa: E402
-from inference.engines.cpu import _espeak_pcm  # noqa: E402
+from inference.engines import PRESET_VOICES_BY_KEY, SynthesisRequest  # noqa: E402
+from inference.engines.cpu import CpuEngine, _espeak_pcm  # noqa: E402
 from inference.engines.frontend import mandarin_pinyin  # noqa: E402
 
 SENTENCES = {
@@ -95,13 +95,14 @@ def raw_espeak_rtf(language: str, text: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="passes over each sentence (default 3)")
+    parser.add_argument("--onnx-threads", type=int, default=2, help="Piper's onnxruntime threads (default 2)")
     args = parser.parse_args()
 
-    engine = engine_create("cpu")
+    engine = CpuEngine(onnx_threads=args.onnx_threads)
     started = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - started
-    print(f"engine: {engine.name} {engine.version}; load {load_s:.2f} s")
+    print(f"engine: {engine.name} {engine.version}; load {load_s:.2f} s; Piper onnx threads {args.onnx_threads}")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()}")
     print(f"{len(SENTENCES['zh'])} sentences x {args.repeats} passes per row; RTF = wall time / audio seconds\n")
     header = f"{'language / synthesizer':<24} {'audio s':>8} {'RTF med':>8} {'RTF p95':>8} {'espeak med':>11} {'espeak p95':>11}"
