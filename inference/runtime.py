@@ -126,6 +126,7 @@ JOB_DONE_CHANNEL = "voxfleet:inference:job-done"
 _waiters: dict[int, list[threading.Event]] = {}
 _waiters_lock = threading.Lock()
 _subscriber: threading.Thread | None = None
+_subscribed = threading.Event()
 _redis_client = None
 
 
@@ -162,24 +163,29 @@ def _subscribe_forever() -> None:
         try:
             pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(JOB_DONE_CHANNEL)
+            pubsub.get_message(timeout=5.0)  # the subscribe confirmation: from here on nothing is missed
+            _subscribed.set()
             for message in pubsub.listen():
                 try:
                     _wake_local(int(message["data"]))
                 except (TypeError, ValueError):
                     continue
         except Exception:  # noqa: BLE001 - reconnect; waiters poll meanwhile
+            _subscribed.clear()
             logger.warning("job-done subscriber lost Redis; reconnecting", exc_info=True)
             time.sleep(1.0)
 
 
 def _ensure_subscriber() -> None:
     global _subscriber
-    if not settings.REDIS_URL or _subscriber is not None:
+    if not settings.REDIS_URL or (_subscriber is not None and _subscribed.is_set()):
         return
     with _waiters_lock:
         if _subscriber is None:
             _subscriber = threading.Thread(target=_subscribe_forever, name="job-done-subscriber", daemon=True)
             _subscriber.start()
+    # The first waiter in a process would otherwise rely on the slow poll for its signal.
+    _subscribed.wait(timeout=2.0)
 
 
 def job_done_wait(*, job_id: int, is_done: Callable[[], bool], timeout_s: float, poll_s: float = 1.0) -> bool:
