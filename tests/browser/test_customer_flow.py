@@ -27,6 +27,18 @@ def _counter_settles(page, expected_text: str) -> int:
     return int(page.locator("#token-count").get_attribute("data-tokens"))
 
 
+UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden' && el.offsetParent !== null)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !(el.textContent || '').trim())
+  .map((el) => el.id || el.name || el.outerHTML.slice(0, 60))"""
+
+
+def _assert_labelled(page) -> None:
+    """Every visible control has a label, an aria-label or visible text (keyboard/screen-reader use)."""
+    missing = page.evaluate(UNLABELLED_JS)
+    assert missing == [], missing
+
+
 def _generate_and_wait(page) -> None:
     page.click("#generate")
     page.wait_for_function(
@@ -53,6 +65,7 @@ def test_signup_synthesize_gate_upgrade_invoice(browser_page, server, screenshot
 
     # Sign up: a new tenant on the Free plan, logged in on the dashboard.
     page.goto("/signup/")
+    _assert_labelled(page)
     page.fill("#id_organisation", f"Browser Test Studio {suffix}")
     page.fill("#id_username", f"browser{suffix}")
     page.fill("#id_email", f"browser{suffix}@example.com")
@@ -64,6 +77,7 @@ def test_signup_synthesize_gate_upgrade_invoice(browser_page, server, screenshot
 
     # Synthesize in the playground with a preset voice.
     page.goto("/playground/")
+    _assert_labelled(page)
     text = "你好，欢迎使用语音合成服务。"
     page.fill("#text", text)
     shown = _counter_settles(page, text)
@@ -129,4 +143,13 @@ def test_signup_synthesize_gate_upgrade_invoice(browser_page, server, screenshot
     page.wait_for_selector("[data-figure=fig_per_day][data-rendered='1']", timeout=20_000)
     assert page.locator("table audio").count() >= 2
     page.screenshot(path=str(screenshot_dir / "dashboard.png"), full_page=True)
+
+    # Responsive: on a phone-sized screen nothing scrolls sideways except inside tables.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", "/playground/", "/plan/"):
+        page.goto(path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, (path, overflow)
+    page.goto("/")
+    page.screenshot(path=str(screenshot_dir / "dashboard_mobile.png"), full_page=True)
     assert not page.js_errors, page.js_errors
