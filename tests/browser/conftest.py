@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--autoplay-policy=no-user-gesture-required",
+    # A fake microphone (a tone), granted without a prompt: the playground's recorder is testable.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
