@@ -40,14 +40,16 @@ def test_silence_has_no_pitch_but_a_profile():
     assert len(profile.embedding) == 192
 
 
-def _profile_of(result):
+def _profile_of(result, *, through_checks: bool = False):
+    if not through_checks:  # engine output is all speech; skip the VAD pass to keep tests quick
+        return extract_voice_profile(result.samples, result.sample_rate)
     prompt = validate_prompt_audio(encode(result.samples, result.sample_rate))
     return extract_voice_profile(prompt.decoded.samples, prompt.decoded.sample_rate, segments=prompt.segments)
 
 
 def test_speech_profile_female_higher_than_male_and_json_round_trip():
-    female = _profile_of(speech(6.0, "zh-female"))
-    male = _profile_of(speech(6.0, "zh-male"))
+    female = _profile_of(speech(6.0, "zh-female"), through_checks=True)
+    male = _profile_of(speech(6.0, "zh-male"), through_checks=True)
     assert female.f0_median_hz > 1.4 * male.f0_median_hz
     assert female.gender_hint == "female" and male.gender_hint == "male"
     assert 2.0 < female.speaking_rate_sps < 7.0
@@ -58,11 +60,11 @@ def test_speech_profile_female_higher_than_male_and_json_round_trip():
 
 
 def test_embedding_is_deterministic_and_separates_voices():
-    first = _profile_of(speech(6.0, "zh-female"))
-    second = _profile_of(speech(6.0, "zh-female"))
+    first = _profile_of(speak(SENTENCES["zh"], voice="zh-female", seed=1))
+    second = _profile_of(speak(SENTENCES["zh"], voice="zh-female", seed=1))
     assert first.embedding == second.embedding
-    same_voice_other_text = _profile_of(speak(SENTENCES["zh"][::-1] + SENTENCES["zh"], voice="zh-female"))
-    other_voice = _profile_of(speech(6.0, "zh-male"))
+    same_voice_other_text = _profile_of(speak(SENTENCES["zh"][::-1], voice="zh-female", seed=2))
+    other_voice = _profile_of(speak(SENTENCES["zh"], voice="zh-male", seed=1))
     assert numpy.linalg.norm(first.embedding) == pytest.approx(1.0, abs=1e-5)
     assert first.similarity(same_voice_other_text) > first.similarity(other_voice)
 
