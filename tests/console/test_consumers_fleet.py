@@ -14,7 +14,7 @@ from fleetagent.models import GpuSample, NodeAction, NodeState
 from fleetagent.services import node_action_request, node_create, node_token_revoke, node_token_rotate
 from tests.console.fleet_helpers import agent_headers, hello, sample, session_cookie_headers, ws_connected
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 AGENT = "/ws/agent/"
 DASHBOARD = "/ws/ops/fleet/"

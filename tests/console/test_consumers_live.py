@@ -24,7 +24,7 @@ from fleetagent.services import node_create
 from tests.console.fleet_helpers import session_cookie_headers
 from tests.fleetagent.fake_nvml import FakeNvml
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.timeout(120)]
 
 
 def _free_port() -> int:
