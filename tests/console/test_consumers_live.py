@@ -34,12 +34,17 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, lifespan: str = "off") -> None:
         from console.asgi import application
 
         self.port = port or _free_port()
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, lifespan="off", ws="websockets-sansio", log_level="warning"
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan=lifespan,
+            ws="websockets-sansio",
+            log_level="warning",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
