@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import Invoice, Membership, PlanChange, Tenant, TokenReservation, TopUp
-from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
+from billing.models import Membership, Tenant
+from billing.selectors import economics_by_node, economics_by_tenant
 from inference.text.instruction import parse_instruction
 
 LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "Japanese", "ko": "Korean"}
@@ -144,38 +145,77 @@ def invoices_for_tenant(*, tenant: Tenant) -> list:
     return list(Invoice.objects.filter(tenant=tenant).prefetch_related("lines").order_by("-period_start"))
 
 
-STAFF_ECONOMICS_TTL_S = 60
+STAFF_ECONOMICS_TTL_S = 30
+
+
+@dataclass(frozen=True)
+class PeriodEconomics:
+    """Whole-fleet revenue, GPU cost and margin for one calendar month."""
+
+    key: str
+    label: str
+    tokens: int
+    jobs: int
+    gpu_seconds: float
+    revenue: Decimal
+    gpu_cost: Decimal
+    currency: str
+
+    @property
+    def margin(self) -> Decimal:
+        return self.revenue - self.gpu_cost
+
+    @property
+    def margin_pct(self) -> Decimal | None:
+        if not self.revenue:
+            return None
+        return (self.margin / self.revenue * 100).quantize(Decimal("0.1"))
 
 
 def staff_economics(*, period_start: dt.date, months: int = 6, fresh: bool = False) -> dict:
     """Revenue, GPU cost and margin per tenant, node and month (billing's selectors), cached briefly.
 
-    Billing computes these from the ledger and invoice lines tenant by tenant and month by
-    month (hundreds of queries with a few dozen tenants); staff look at trends, so a
-    one-minute-old figure is fine and keeps the page inside its time budget.
+    Billing computes these from invoices, line items and settled reservations tenant by
+    tenant; staff look at trends, so figures up to half a minute old are fine ("recompute
+    now" bypasses the cache). A month only counts the tenants that existed by its end, so
+    a new tenant's subscription is not projected into months before it signed up.
     """
-
-    # The cache key carries a fingerprint of what the figures are computed from, so a new
-    # tenant, plan change, top-up, invoice or settled job shows at once; the TTL covers edits
-    # that leave no new row (an admin changing a price).
-    fingerprint = [
-        list(Tenant.objects.order_by("pk").values_list("pk", "name", "plan_id")),
-        TokenReservation.objects.aggregate(m=Max("pk"), s=Max("settled_at"))["s"],
-        TokenReservation.objects.filter(status="settled").count(),
-        Invoice.objects.aggregate(m=Max("pk"))["m"],
-        list(Invoice.objects.values_list("status").annotate(n=Count("pk")).order_by("status")),
-        PlanChange.objects.aggregate(m=Max("pk"))["m"],
-        TopUp.objects.aggregate(m=Max("pk"))["m"],
-    ]
-    digest = hashlib.sha256(repr(fingerprint).encode()).hexdigest()[:16]
-    key = f"portal:staff-economics:{period_start.isoformat()}:{months}:{digest}"
+    key = f"portal:staff-economics:{period_start.isoformat()}:{months}"
     data = None if fresh else cache.get(key)
-    if data is None:
-        data = {
-            "by_tenant": economics_by_tenant(period_start=period_start),
-            "by_node": economics_by_node(period_start=period_start),
-            "by_period": economics_by_period(months=months),
-            "computed_at": timezone.now(),
-        }
-        cache.set(key, data, STAFF_ECONOMICS_TTL_S)
+    if data is not None:
+        return data
+    tenants = list(Tenant.objects.select_related("plan").order_by("name"))
+    by_tenant = economics_by_tenant(period_start=period_start, tenants=tenants)
+    by_period = []
+    month = period_start
+    for index in range(max(1, months)):
+        if index:
+            month = (month - dt.timedelta(days=1)).replace(day=1)
+        next_month = (month + dt.timedelta(days=32)).replace(day=1)
+        if index == 0:
+            rows = by_tenant
+        else:
+            # Tenants created by the end of that month (a day of slack for time zones).
+            cutoff = dt.datetime.combine(next_month, dt.time.min, tzinfo=dt.UTC) + dt.timedelta(days=1)
+            rows = economics_by_tenant(period_start=month, tenants=[t for t in tenants if t.created_at < cutoff])
+        by_period.append(
+            PeriodEconomics(
+                key=f"{month:%Y-%m}",
+                label=f"{month:%b %Y}",
+                tokens=sum(e.tokens for e in rows),
+                jobs=sum(e.jobs for e in rows),
+                gpu_seconds=sum(e.gpu_seconds for e in rows),
+                revenue=sum((e.revenue for e in rows), Decimal("0.00")),
+                gpu_cost=sum((e.gpu_cost for e in rows), Decimal("0.00")),
+                currency=rows[0].currency if rows else "USD",
+            )
+        )
+    data = {
+        "tenants": tenants,
+        "by_tenant": by_tenant,
+        "by_node": economics_by_node(period_start=period_start),
+        "by_period": list(reversed(by_period)),
+        "computed_at": timezone.now(),
+    }
+    cache.set(key, data, STAFF_ECONOMICS_TTL_S)
     return data

@@ -419,11 +419,11 @@ def voice_delete_view(request, voice_id: str):
 
 @staff_member_required
 def staff_overview(request):
-    from billing.models import Plan, Tenant
+    from billing.models import Plan
 
     period_start = timezone.localdate().replace(day=1)
-    tenants = list(Tenant.objects.select_related("plan").order_by("name"))
     economics = selectors.staff_economics(period_start=period_start, months=6, fresh=bool(request.GET.get("fresh")))
+    tenants = economics["tenants"]
     by_tenant, by_node, by_period = economics["by_tenant"], economics["by_node"], economics["by_period"]
     plan_counts = {p.name: 0 for p in Plan.objects.order_by("sort_order")}
     for t in tenants:

@@ -9,6 +9,16 @@ from billing.services import plan_get, tenant_create, user_create
 from console.portal.services import invitation_accept, invitation_create
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The staff overview caches its figures; each test starts without them."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def owner_tenant(make_tenant):
     return make_tenant("free", name="Owner Co")

@@ -33,3 +33,29 @@ def test_staff_without_tenant_lands_on_overview(staff_user):
     c.force_login(staff_user)
     r = c.get("/")
     assert r.status_code == 302 and r["Location"] == "/staff/"
+
+
+@pytest.mark.django_db
+def test_months_before_a_tenant_existed_carry_no_revenue(staff_user, make_tenant):
+    import json
+    import re
+
+    make_tenant("pro", name="New Pro")
+    c = Client()
+    c.force_login(staff_user)
+    body = c.get("/staff/").content.decode()
+    fig = json.loads(re.search(r'<script id="fig_period" type="application/json">(.*?)</script>', body, re.S).group(1))
+    revenue = fig["data"][0]["y"]
+    assert len(revenue) == 6
+    assert revenue[:-1] == [0.0] * 5 and revenue[-1] == 29.0
+
+
+@pytest.mark.django_db
+def test_staff_overview_query_count_is_bounded_when_cached(staff_user, make_tenant, django_assert_max_num_queries):
+    for plan in ("free", "pro", "enterprise"):
+        make_tenant(plan)
+    c = Client()
+    c.force_login(staff_user)
+    assert c.get("/staff/").status_code == 200
+    with django_assert_max_num_queries(8):
+        assert c.get("/staff/").status_code == 200
