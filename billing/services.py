@@ -180,7 +180,8 @@ def _window_close(account: BillingAccount, *, now: dt.datetime) -> list[LedgerEn
                 LedgerBucket.ALLOWANCE,
                 available_delta=-account.allowance_remaining,
                 window_start=account.window_start,
-                idempotency_key=f"allowance-expiry:{account.tenant_id}:{account.window_start.isoformat()}",
+                # No idempotency key: the account lock makes each close happen once, and an
+                # upgrade can close two windows that share a start (Pro -> Enterprise mid-month).
                 note="allowance window closed",
                 created_at=now,
             )

@@ -114,3 +114,19 @@ def test_asking_for_current_plan_cancels_pending_downgrade(make_tenant):
     with pytest.raises(InvalidPlanChange):
         plan_change(tenant=tenant, plan_code="pro", now=dt.datetime(2026, 7, 3, tzinfo=UTC))
     assert ledger_drift_find() == []
+
+
+def test_upgrades_sharing_a_window_start_roll_over_cleanly(make_tenant):
+    # Free -> Pro on the 1st (both windows start at 00:00 on the 1st), then Pro -> Enterprise
+    # mid-month (same monthly window), then the month rolls over.
+    tenant = make_tenant("free")
+    first = dt.datetime(2026, 8, 1, 10, tzinfo=UTC)
+    reservation_create(tenant=tenant, tokens=100, now=first)
+    plan_change(tenant=tenant, plan_code="pro", now=first)
+    mid = dt.datetime(2026, 8, 16, 12, tzinfo=UTC)
+    reservation_create(tenant=tenant, tokens=1_000, now=mid)
+    plan_change(tenant=tenant, plan_code="enterprise", now=mid)
+    september = dt.datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC)
+    reservation_create(tenant=tenant, tokens=10, now=september)
+    assert quota_get(tenant=tenant, now=september).allowance_remaining == 10_000_000 - 10
+    assert ledger_drift_find() == []
