@@ -58,6 +58,14 @@ def _drift_find() -> list[str]:
                     f"tenant {acc['tenant_id']}: allowance counter {acc['allowance_remaining']} "
                     f"!= ledger {derived} for window {acc['window_start'].isoformat()}"
                 )
+    granted = set(
+        LedgerEntry.objects.filter(bucket=LedgerBucket.ALLOWANCE, kind=LedgerKind.GRANT).values_list(
+            "tenant_id", "window_start"
+        )
+    )
+    for tenant_id, window in current.items():
+        if window is not None and (tenant_id, window) not in granted:
+            drift.append(f"tenant {tenant_id}: open window {window.isoformat()} has no grant row")
     for (tenant_id, window), total in allowance.items():
         if window != current.get(tenant_id) and total != 0:
             drift.append(f"tenant {tenant_id}: closed window {window} nets to {total}, not 0")
