@@ -52,3 +52,18 @@ def grouped_bar_figure(*, x: list, series: dict[str, list], y_title: str) -> dic
         for i, (name, ys) in enumerate(series.items())
     ]
     return {"data": data, "layout": {"barmode": "group", "yaxis": {"title": {"text": y_title}}}}
+
+
+def with_table(figure: dict, *, first_column: str) -> dict:
+    """Add ``figure["table"]``: the same numbers as rows, for a screen-reader-friendly data table."""
+    traces = figure["data"]
+    if traces and traces[0]["type"] == "pie":
+        t = traces[0]
+        columns = [first_column, "value"]
+        rows = [[label, value] for label, value in zip(t["labels"], t["values"], strict=True)]
+    else:
+        columns = [first_column] + [t.get("name") or "value" for t in traces]
+        xs = traces[0]["x"] if traces else []
+        rows = [[x] + [t["y"][i] for t in traces] for i, x in enumerate(xs)]
+    figure["table"] = {"columns": columns, "rows": rows}
+    return figure

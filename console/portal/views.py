@@ -454,6 +454,8 @@ def staff_overview(request):
         ),
         "fig_plans": charts.donut_figure(labels=list(plan_counts), values=list(plan_counts.values())),
     }
+    for key, column in (("fig_period", "month"), ("fig_tenant", "tenant"), ("fig_node", "node"), ("fig_plans", "plan")):
+        charts.with_table(figures[key], first_column=column)
     tenant_ids = {str(t.pk): t for t in tenants}
     rows = [{"e": e, "tenant": tenant_ids.get(e.key)} for e in by_tenant]
     return render(

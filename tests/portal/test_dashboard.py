@@ -30,6 +30,8 @@ def test_dashboard_shows_quota_usage_and_recent_job_audio(make_tenant, run_job, 
     per_day = _figure(body, "fig_per_day")
     assert per_day["data"][0]["y"][-1] == 4
     assert _figure(body, "fig_language")["data"][0]["labels"] == ["Mandarin"]
+    # The same numbers as a table for screen readers.
+    assert '<th scope="row">Mandarin</th><td class="num">4</td>' in body
     assert _figure(body, "fig_feature")["data"][0]["x"] == ["No instruction"]
     audio = client.get(f"/jobs/{job.pk}/audio")
     assert audio.status_code == 200 and audio["Content-Type"] == "audio/wav"
