@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -1017,7 +1017,10 @@ def invoice_void(*, invoice_id: int, reason: str, now=None) -> Invoice:
 
 def custom_fee_add(*, tenant: Tenant, description: str, amount, period_month: dt.date, currency: str = "") -> CustomFee:
     """A one-off fee for a month; refused once that month's invoice is finalized."""
-    amount = Decimal(str(amount))
+    try:
+        amount = Decimal(str(amount))
+    except InvalidOperation:
+        raise InvalidAmount(f"A fee must be a decimal amount, got {amount!r}.") from None
     if not amount.is_finite() or amount <= 0:
         raise InvalidAmount(f"A fee must be a positive amount, got {amount}.")
     if not description.strip():

@@ -138,7 +138,7 @@ def test_database_refuses_edits_to_finalized_invoices_on_postgresql(make_tenant)
     assert Invoice.objects.get(pk=invoice.pk).total == Decimal("29.00")
 
 
-@pytest.mark.parametrize("amount", ["0", "-5.00", "NaN"])
+@pytest.mark.parametrize("amount", ["0", "-5.00", "NaN", "Infinity", "twelve"])
 def test_custom_fee_bad_amounts(make_tenant, amount):
     with pytest.raises(InvalidAmount):
         custom_fee_add(tenant=make_tenant("enterprise"), description="x", amount=amount, period_month=MAY)
