@@ -181,9 +181,11 @@ def dashboard(request):
             labels=list(usage["by_language"]), values=list(usage["by_language"].values())
         ),
         "fig_feature": charts.bar_figure(
-            x=list(usage["by_feature"]), y=list(usage["by_feature"].values()), color=charts.PALETTE[1]
+            x=list(usage["by_feature"]), y=list(usage["by_feature"].values()), name="tokens", color=charts.PALETTE[1]
         ),
     }
+    for key, column in (("fig_per_day", "day"), ("fig_language", "language"), ("fig_feature", "feature")):
+        charts.with_table(figures[key], first_column=column)
     quota = quota_get(tenant=tenant)
     return render(
         request,
