@@ -61,6 +61,7 @@ def _django_setup(db: str) -> None:
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DEBUG", "0")  # production-like: no per-query debug log in memory
     import django
 
     django.setup()
@@ -235,8 +236,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--tenants", type=int, default=256)
-    ap.add_argument("--procs", type=int, default=4, help="client processes at most (threads fill the rest)")
+    ap.add_argument("--procs", type=int, default=2, help="client processes at most (threads fill the rest)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    ap.add_argument("--only", choices=["all", "hot", "many"], default="all", help="which scenarios to run")
     ap.add_argument(
         "--async-commit",
         action="store_true",
@@ -261,7 +263,9 @@ def main() -> int:
     print(f"queries per pair: reserve {reserve_q} + settle {settle_q} (incl. transaction statements)")
     print(f"{'scenario':<14}{'clients':>8}{'pairs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'pairs':>9}")
     rows = []
-    for scenario, ids in (("hot tenant", [hot]), (f"{args.tenants} tenants", many)):
+    scenarios = [("hot tenant", [hot]), (f"{args.tenants} tenants", many)]
+    scenarios = [sc for sc in scenarios if args.only == "all" or (args.only == "hot") == (sc[0] == "hot tenant")]
+    for scenario, ids in scenarios:
         for clients in clients_list:
             r = _measure(args.db, ids, clients, args.duration, args.procs)
             rows.append((scenario, clients, r))
@@ -270,7 +274,8 @@ def main() -> int:
                 f"{r['max_ms']:>9.2f}{r['pairs']:>9}",
                 flush=True,
             )
-    best = max((r for scenario, _, r in rows if scenario != "hot tenant"), key=lambda r: r["pairs_s"])
+    many_rows = [r for scenario, _, r in rows if scenario != "hot tenant"]
+    best = max(many_rows, key=lambda r: r["pairs_s"]) if many_rows else {"pairs_s": 0.0, "p99_ms": float("nan")}
     print(
         f"target >= 1000 pairs/s across many tenants with p99 < 10 ms: best {best['pairs_s']:.0f} pairs/s "
         f"(p99 {best['p99_ms']:.1f} ms) -> {'met' if best['pairs_s'] >= 1000 and best['p99_ms'] < 10 else 'MISSED'}"
