@@ -54,6 +54,14 @@ class PlanAdmin(admin.ModelAdmin):
     list_filter = ["allowance_period", "is_public", "dedicated_nodes", "allow_topups"]
 
 
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role", "tenant__plan"]
+    search_fields = ["user__username", "user__email", "tenant__name"]
+    autocomplete_fields = ["user", "tenant"]
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0

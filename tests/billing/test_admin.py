@@ -12,6 +12,7 @@ from billing.models import (
     GpuCostRate,
     Invoice,
     LedgerEntry,
+    Membership,
     Payment,
     Plan,
     PlanChange,
@@ -23,6 +24,7 @@ from billing.models import (
 from billing.services import invoice_draft_build, invoice_finalize, reservation_create
 
 MODELS = [
+    Membership,
     ApiKey,
     BillingAccount,
     CustomFee,
