@@ -6,7 +6,7 @@ from asgiref.sync import async_to_sync
 from celery import shared_task
 from channels.layers import get_channel_layer
 
-from console.consumers.groups import DASHBOARDS
+from console.consumers.groups import HUBS
 from fleetagent.services import node_states_sweep, samples_downsample
 
 
@@ -31,4 +31,5 @@ def fleet_nodes_broadcast(*, node_ids: list[int]) -> None:
     from fleetagent.selectors import node_snapshot_list
 
     text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": node_snapshot_list(node_ids=node_ids)})
-    async_to_sync(get_channel_layer().group_send)(DASHBOARDS, {"type": "fleet.batch", "text": text})
+    # Every ASGI process's hub relays it to its dashboards ("origin" is none of theirs).
+    async_to_sync(get_channel_layer().group_send)(HUBS, {"type": "fleet.relay", "text": text, "origin": "beat"})

@@ -1,4 +1,8 @@
-"""Websocket endpoint for the ops dashboard: ``/ws/ops/fleet/``, staff sessions only."""
+"""Websocket endpoint for the ops dashboard: ``/ws/ops/fleet/``, staff sessions only.
+
+Live batches come from this process's fleet hub (console.consumers.hub), which relays
+batches from other processes as well.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from console.consumers.groups import DASHBOARDS
+from console.consumers.hub import hub
 from fleetagent.selectors import node_snapshot_list
 
 
@@ -18,17 +22,14 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_staff:
             await self.close(code=4403)
             return
-        await self.channel_layer.group_add(DASHBOARDS, self.channel_name)
         await self.accept()
         nodes = await database_sync_to_async(node_snapshot_list)()
         await self.send(json.dumps({"type": "snapshot", "sent_at": time.time(), "nodes": nodes}))
+        hub.dashboard_add(self)  # after the snapshot, so no batch overtakes it
 
     async def disconnect(self, code) -> None:
-        await self.channel_layer.group_discard(DASHBOARDS, self.channel_name)
+        hub.dashboard_remove(self)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         # Read-only stream: actions go through the HTTP API (CSRF, audit, one code path).
         return
-
-    async def fleet_batch(self, event: dict) -> None:
-        await self.send(event["text"])

@@ -1,22 +1,25 @@
 """The per-process fleet hub: batches agent samples for the database and for dashboards.
 
-Agent consumers hand each sample to the hub (no I/O on the hot path); the hub's loop sends
-one message per FANOUT_INTERVAL_S to the dashboards group with every node that changed since
-the last one, and persists everything received once per PERSIST_INTERVAL_S. With several
-ASGI processes each runs its own hub; dashboards then get one batch per process per interval.
+Agent consumers hand each sample to the hub (no I/O on the hot path). Once per
+FANOUT_INTERVAL_S the hub encodes one message with every node that changed since the last
+one and hands the same text to each dashboard connected to this process; it also publishes
+it once to the HUBS group, whose other members (the hubs of other ASGI processes) relay it
+to their own dashboards. Everything received is persisted once per PERSIST_INTERVAL_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from console.consumers.groups import DASHBOARDS, FANOUT_INTERVAL_S, PERSIST_INTERVAL_S
+from console.consumers.groups import FANOUT_INTERVAL_S, HUBS, PERSIST_INTERVAL_S
 from fleetagent.selectors import node_snapshot_list
 from fleetagent.services import samples_ingest
 
@@ -37,6 +40,9 @@ class FleetHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._persist_task: asyncio.Task | None = None
+        self._relay_task: asyncio.Task | None = None
+        self._dashboards: dict = {}
+        self.origin = uuid.uuid4().hex
         self.dropped = 0
 
     def _ensure_running(self) -> None:
@@ -49,6 +55,43 @@ class FleetHub:
             self._persist_task = loop.create_task(
                 self._run(self._persist_once, PERSIST_INTERVAL_S), name="fleet-hub-db"
             )
+            self._relay_task = loop.create_task(self._relay(), name="fleet-hub-relay")
+
+    def dashboard_add(self, consumer) -> None:
+        self._ensure_running()
+        self._dashboards[consumer] = DashboardOutbox(consumer)
+
+    def dashboard_remove(self, consumer) -> None:
+        outbox = self._dashboards.pop(consumer, None)
+        if outbox is not None:
+            outbox.close()
+
+    async def _deliver(self, text: str) -> None:
+        # Never await a browser here: one slow reader must not delay everyone else's batch.
+        for outbox in list(self._dashboards.values()):
+            outbox.put(text)
+
+    async def _relay(self) -> None:
+        """Batches published by other processes (other hubs, beat's sweep) -> our dashboards."""
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        joined = 0.0
+        while True:
+            try:
+                if time.monotonic() - joined > RELAY_REJOIN_S:
+                    await layer.group_add(HUBS, channel)  # renews membership before group expiry
+                    joined = time.monotonic()
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), timeout=RELAY_REJOIN_S)
+                except TimeoutError:
+                    continue
+                if message.get("origin") != self.origin and self._dashboards:
+                    await self._deliver(message["text"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. Redis restarting: retry, dashboards reconnect
+                logger.exception("fleet hub relay failed")
+                await asyncio.sleep(1.0)
 
     def sample_submit(self, *, node_id: int, node_name: str, sample: dict) -> None:
         self._ensure_running()
@@ -105,9 +148,10 @@ class FleetHub:
                 else:
                     updates[snap["id"]] = snap
         if updates:
-            # Encode once here; each dashboard consumer forwards the text as is.
+            # Encoded once; every dashboard of every process gets this same text.
             text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": list(updates.values())})
-            await layer.group_send(DASHBOARDS, {"type": "fleet.batch", "text": text})
+            await self._deliver(text)
+            await layer.group_send(HUBS, {"type": "fleet.relay", "text": text, "origin": self.origin})
 
     async def flush(self, layer=None, *, persist: bool = True) -> None:
         """Persist (optionally) and fan out now (tests; the loops do this on their own)."""
@@ -115,6 +159,41 @@ class FleetHub:
         if persist:
             await self._persist_once(layer)
         await self._fanout_once(layer)
+
+
+RELAY_REJOIN_S = 600.0
+# Batches waiting for one slow browser (2 s at 5 per second); beyond that its oldest are dropped.
+OUTBOX_MAX = 10
+
+
+class DashboardOutbox:
+    """One dashboard's pending batches, sent by its own task in arrival order."""
+
+    def __init__(self, consumer) -> None:
+        self.consumer = consumer
+        self.pending: collections.deque[str] = collections.deque(maxlen=OUTBOX_MAX)
+        self.ready = asyncio.Event()
+        self.dropped = 0
+        self.task = asyncio.get_running_loop().create_task(self._pump(), name="fleet-dashboard-outbox")
+
+    def put(self, text: str) -> None:
+        if len(self.pending) == self.pending.maxlen:
+            self.dropped += 1
+        self.pending.append(text)
+        self.ready.set()
+
+    async def _pump(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while self.pending:
+                try:
+                    await self.consumer.send(self.pending.popleft())
+                except Exception:  # noqa: BLE001 - the socket is gone; disconnect() removes us
+                    return
+
+    def close(self) -> None:
+        self.task.cancel()
 
 
 # What a state change re-reads from the database into a live update.

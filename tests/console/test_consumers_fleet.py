@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -159,3 +160,17 @@ async def test_agent_cannot_ack_another_nodes_action():
             assert error["type"] == "error" and error["code"] == "unknown_command"
     action = await database_sync_to_async(NodeAction.objects.get)(pk=record.pk)
     assert action.outcome == "pending"
+
+
+async def test_state_changes_published_by_beat_reach_dashboards_through_the_hub_relay():
+    from fleetagent.tasks import fleet_nodes_broadcast
+
+    node, _ = await make_node()
+    staff = await make_user("ops", staff=True)
+    async with ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as dash:
+        assert json.loads(await dash.receive_from(timeout=5))["type"] == "snapshot"
+        await asyncio.sleep(0.1)  # the hub's relay joins its group
+        await database_sync_to_async(fleet_nodes_broadcast)(node_ids=[node.pk])  # what the sweep task does
+        batch = json.loads(await dash.receive_from(timeout=5))
+        assert batch["type"] == "nodes" and [n["name"] for n in batch["nodes"]] == ["gpu-a"]
+        assert batch["nodes"][0]["state"] == "offline"
