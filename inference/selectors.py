@@ -111,14 +111,20 @@ def job_list_for_tenant(*, tenant, status: str | None = None):
     return jobs.order_by("-created_at", "-id")
 
 
-def job_wait_finished(*, job_id: int, timeout_s: float) -> SynthesisJob:
-    """Block until the job is finished or ``timeout_s`` passes; returns the job as it is then."""
+def job_wait_finished(*, job_id: int, timeout_s: float, run=None) -> SynthesisJob:
+    """Block until the job is finished or ``timeout_s`` passes; returns the job as it is then.
+
+    ``run(fn)`` executes each database read (the speech endpoint passes its database threads).
+    """
     from inference import runtime
 
     latest: dict[str, SynthesisJob] = {}
 
-    def is_done() -> bool:
+    def fetch() -> None:
         latest["job"] = SynthesisJob.objects.select_related("node", "voice").get(pk=job_id)
+
+    def is_done() -> bool:
+        (run or (lambda fn: fn()))(fetch)
         return latest["job"].is_finished
 
     runtime.job_done_wait(job_id=job_id, is_done=is_done, timeout_s=timeout_s)

@@ -518,16 +518,17 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     audio_seconds = result.duration_s
     rtf = engine_seconds / audio_seconds if audio_seconds > 0 else None
     node = job.node
+    outcome = {
+        "status": JobStatus.SUCCEEDED,
+        "finished_at": timezone.now(),
+        "gpu_seconds": round(engine_seconds, 6),
+        "audio_seconds": round(audio_seconds, 6),
+        "rtf": round(rtf, 6) if rtf is not None else None,
+        "engine_version": runtime.engine_version_label(engine)[:64],
+        "output_path": str(path),
+    }
     with transaction.atomic():
-        finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(
-            status=JobStatus.SUCCEEDED,
-            finished_at=timezone.now(),
-            gpu_seconds=round(engine_seconds, 6),
-            audio_seconds=round(audio_seconds, 6),
-            rtf=round(rtf, 6) if rtf is not None else None,
-            engine_version=runtime.engine_version_label(engine)[:64],
-            output_path=str(path),
-        )
+        finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
         if finished == 1:
             reservation_settle(
                 reservation_id=job.reservation_id,
@@ -544,12 +545,15 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         )
         job.refresh_from_db()
         return job
+    # The slot goes back before the client is woken, or its very next request could find
+    # its own finished job still holding the plan's only slot.
     billing_limits.job_slot_release(tenant=job.tenant, job_id=job_id)
     runtime.job_done_notify(job_id=job_id)
     runtime.job_listeners_notify(
         job_id=job_id, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf
     )
-    job.refresh_from_db()
+    for name, value in outcome.items():
+        setattr(job, name, value)
     return job
 
 

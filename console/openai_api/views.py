@@ -25,6 +25,7 @@ from billing.limits import request_admit
 from console.errors import Conflict, VoxfleetError
 from console.openai_api.errors import openai_exception_handler
 from inference.api.auth import ApiKeyAuthentication, request_tenant
+from inference.api.db_threads import db_thread_run
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
 from inference.models import JobSource, JobStatus
 from inference.selectors import job_audio_read, job_wait_finished
@@ -88,6 +89,13 @@ def _invalid(message: str, *, param: str, code: str = "invalid_value") -> Voxfle
 
 
 class SpeechView(OpenAIView):
+    def initial(self, request, *args, **kwargs):
+        # Authentication and permission checks hit the database, so they run in post() on the
+        # long-lived database threads with the rest of the work (see inference.api.db_threads).
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
+        request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="audio_speech_create",
         summary="Synthesize speech (OpenAI-compatible; waits for the job)",
@@ -104,6 +112,22 @@ class SpeechView(OpenAIView):
         tags=["openai"],
     )
     def post(self, request):
+        job, response_format = db_thread_run(self._accept, request)
+        remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
+        job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=db_thread_run)
+        if not job.is_finished:
+            # Gave up waiting: fail it so the reservation is released (a late result is discarded).
+            db_thread_run(
+                job_fail, job=job, code="job_timed_out", message="The job did not finish in time; nothing was charged."
+            )
+            db_thread_run(job.refresh_from_db)
+        if job.status == JobStatus.SUCCEEDED:
+            return self._audio_response(job, response_format)
+        raise self._job_error(job)
+
+    def _accept(self, request):
+        self.perform_authentication(request)
+        self.check_permissions(request)
         tenant = request_tenant(request)
         request_admit(tenant=tenant)
         data = SpeechRequestSerializer(data=request.data)
@@ -135,15 +159,7 @@ class SpeechView(OpenAIView):
             source=JobSource.OPENAI,
             api_key=request.auth,
         )
-        remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
-        job = job_wait_finished(job_id=job.pk, timeout_s=remaining)
-        if not job.is_finished:
-            # Gave up waiting: fail it so the reservation is released (a late result is discarded).
-            job_fail(job=job, code="job_timed_out", message="The job did not finish in time; nothing was charged.")
-            job.refresh_from_db()
-        if job.status == JobStatus.SUCCEEDED:
-            return self._audio_response(job, response_format)
-        raise self._job_error(job)
+        return job, response_format
 
     @staticmethod
     def _audio_response(job, response_format: str) -> HttpResponse:
