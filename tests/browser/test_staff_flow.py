@@ -19,7 +19,7 @@ def test_staff_sees_overview_and_restarts_the_live_node(browser_page, server, sc
     page.click("button[type=submit]")
     page.wait_for_url("**/staff/")
     expect(page.locator("h1")).to_have_text("Staff overview")
-    expect(page.locator("table")).to_contain_text("Pearl Pro Media")
+    expect(page.locator("#tenant-table")).to_contain_text("Pearl Pro Media")
     page.wait_for_selector("[data-figure=fig_period][data-rendered='1']", timeout=20_000)
     page.screenshot(path=str(screenshot_dir / "staff_overview.png"), full_page=True)
 
