@@ -211,7 +211,7 @@ class JobListCreateView(TenantAPIView):
             seed=data.validated_data.get("seed"),
             speed=data.validated_data.get("speed"),
             idempotency_key=request.headers.get("Idempotency-Key"),
-            source=JobSource.API,
+            source=JobSource.API if isinstance(request.user, ApiKeyPrincipal) else JobSource.PORTAL,
             **self.actor(request),
         )
         job.refresh_from_db()
