@@ -39,6 +39,9 @@
       $("token-count").textContent = q.tokens;
       $("token-count").dataset.tokens = q.tokens;
       $("char-count").textContent = q.chars;
+      $("token-breakdown").textContent = q.instruction_tokens
+        ? " (" + q.text_tokens + " text + " + q.instruction_tokens + " instruction)"
+        : "";
       $("token-count").classList.toggle("over", q.chars > q.text_limit);
       // Only show "empty text" once the user has typed something.
       setError("text", $("text").value.trim() === "" ? "" : q.errors.text || "");
