@@ -13,7 +13,6 @@ urlpatterns = [
     path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
     path("playground/", views.playground, name="playground"),
     path("playground/quote", views.playground_quote, name="playground_quote"),
-    path("quota", views.quota, name="quota"),
     path("jobs/<int:job_id>/audio", views.job_audio, name="job_audio"),
     path("plan/", views.plan, name="plan"),
     path("plan/change", views.plan_change_view, name="plan_change"),

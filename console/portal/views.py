@@ -239,22 +239,6 @@ def playground_quote(request):
     return JsonResponse(data)
 
 
-@require_GET
-@tenant_required
-def quota(request):
-    q = quota_get(tenant=request.tenant)
-    return JsonResponse(
-        {
-            "remaining": q.remaining,
-            "allowance_remaining": q.allowance_remaining,
-            "topup_remaining": q.topup_remaining,
-            "reserved": q.reserved,
-            "allowance_tokens": q.allowance_tokens,
-            "resets_at": q.resets_at.isoformat(),
-        }
-    )
-
-
 @tenant_required
 def job_audio(request, job_id: int):
     """A job's WAV for the tenant's members (an outsider gets the same 404 as a missing job)."""

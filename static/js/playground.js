@@ -227,8 +227,7 @@
 
   async function refreshQuota() {
     try {
-      const res = await fetch(form.dataset.quotaUrl, { credentials: "same-origin" });
-      const q = await res.json();
+      const q = await api("quota");
       $("tokens-left").textContent = q.remaining.toLocaleString("en-US");
       $("tokens-left").dataset.remaining = q.remaining;
     } catch (e) {
