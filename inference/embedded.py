@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ def _run(job_id: int, node_name: str) -> None:
     except Exception:  # noqa: BLE001 - keep the executor alive for the next job
         logger.exception("embedded executor: job %s crashed", job_id)
     finally:
-        close_old_connections()
+        # Embedded means SQLite (a reconnect is free); closing also means a stopped executor
+        # leaves no session behind on the database.
+        connections.close_all()
 
 
 def executor_submit(*, job_id: int, node_name: str) -> bool:
@@ -58,7 +60,7 @@ def _recover() -> list[int]:
         .order_by("created_at", "id")
         .values_list("id", flat=True)
     )
-    close_old_connections()
+    connections.close_all()
     return ids
 
 
@@ -68,8 +70,17 @@ def executor_start_sync() -> None:
         if _executor is not None:
             return
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthesis")
-    for job_id in _recover():
-        executor_submit(job_id=job_id, node_name=settings.EMBEDDED_NODE_NAME)
+        # Recovery runs on the executor's own thread, first, before any newly submitted job.
+        _executor.submit(_recover_and_run)
+
+
+def _recover_and_run() -> None:
+    try:
+        for job_id in _recover():
+            _run(job_id, settings.EMBEDDED_NODE_NAME)
+    except Exception:  # noqa: BLE001 - recovery must not stop the executor
+        logger.exception("embedded executor: recovering queued jobs failed")
+        connections.close_all()
 
 
 def executor_stop_sync(*, wait: bool = True) -> None:
@@ -115,7 +126,7 @@ def _expire_once() -> None:
     try:
         jobs_expire_overdue()
     finally:
-        close_old_connections()
+        connections.close_all()
 
 
 async def _expire_loop() -> None:
