@@ -199,5 +199,23 @@ class ModelsView(OpenAIView):
         tags=["openai"],
     )
     def get(self, request):
-        data = [{"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "voxfleet"} for m in MODEL_IDS]
-        return Response({"object": "list", "data": data})
+        return Response({"object": "list", "data": [_model(m) for m in MODEL_IDS]})
+
+
+def _model(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": MODEL_CREATED, "owned_by": "voxfleet"}
+
+
+class ModelDetailView(OpenAIView):
+    @extend_schema(
+        operation_id="models_retrieve",
+        summary="One model (OpenAI-compatible)",
+        responses={200: ModelSerializer, 404: OpenApiResponse(description="model_not_found")},
+        tags=["openai"],
+    )
+    def get(self, request, model_id: str):
+        if model_id not in MODEL_IDS:
+            raise VoxfleetError(
+                f"The model {model_id!r} does not exist.", code="model_not_found", status=404, param="model"
+            )
+        return Response(_model(model_id))

@@ -48,8 +48,13 @@ def wav_samples(data: bytes) -> tuple[numpy.ndarray, int]:
 
 
 def test_models_lists_our_model_and_openai_aliases(live):
-    ids = [m.id for m in client(live, live.key("pro")).models.list()]
+    api = client(live, live.key("pro"))
+    ids = [m.id for m in api.models.list()]
     assert ids[0] == MODEL and {"tts-1", "gpt-4o-mini-tts"} <= set(ids)
+    assert api.models.retrieve(MODEL).owned_by == "voxfleet"
+    with pytest.raises(openai.NotFoundError) as caught:
+        api.models.retrieve("gpt-9")
+    assert caught.value.response.json()["error"]["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize(
