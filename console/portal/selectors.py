@@ -21,11 +21,25 @@ LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "
 FEATURE_NAMES = {"plain": "No instruction", "dialect": "Dialect", "emotion": "Emotion", "style": "Style"}
 
 
-def membership_for_user(*, user) -> Membership | None:
-    """The user's first membership (a user normally belongs to one tenant)."""
+# The session key under which the portal remembers the selected tenant; the jobs API reads
+# the same key (inference.api.auth.SESSION_TENANT_KEY), so the playground acts for it too.
+SESSION_TENANT_KEY = "tenant_id"
+
+
+def membership_for_user(*, user, selected_tenant_id=None) -> Membership | None:
+    """The membership the user acts through: the selected tenant's, else the oldest."""
     if not user.is_authenticated:
         return None
-    return Membership.objects.select_related("tenant", "tenant__plan").filter(user=user).order_by("created_at").first()
+    memberships = Membership.objects.select_related("tenant", "tenant__plan").filter(user=user)
+    if selected_tenant_id is not None:
+        selected = memberships.filter(tenant_id=selected_tenant_id).first()
+        if selected is not None:
+            return selected
+    return memberships.order_by("created_at", "id").first()
+
+
+def memberships_for_user(*, user) -> list[Membership]:
+    return list(Membership.objects.select_related("tenant").filter(user=user).order_by("created_at", "id"))
 
 
 def tenant_members(*, tenant: Tenant) -> list[Membership]:

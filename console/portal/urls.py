@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("signup/", views.signup, name="signup"),
     path("team/", views.team, name="team"),
+    path("team/switch", views.tenant_switch, name="tenant_switch"),
     path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
     path("playground/", views.playground, name="playground"),
     path("playground/quote", views.playground_quote, name="playground_quote"),

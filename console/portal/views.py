@@ -30,7 +30,9 @@ def tenant_required(view):
     @wraps(view)
     @login_required
     def wrapper(request, *args, **kwargs):
-        membership = selectors.membership_for_user(user=request.user)
+        membership = selectors.membership_for_user(
+            user=request.user, selected_tenant_id=request.session.get(selectors.SESSION_TENANT_KEY)
+        )
         if membership is None:
             if request.user.is_staff:
                 return redirect("portal:staff_overview")
@@ -110,7 +112,32 @@ def team(request):
                 messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                 form = forms.InviteForm()
     members = selectors.tenant_members(tenant=request.tenant)
-    return render(request, "portal/team.html", {"form": form, "members": members, "invite_link": invite_link})
+    return render(
+        request,
+        "portal/team.html",
+        {
+            "form": form,
+            "members": members,
+            "invite_link": invite_link,
+            "my_memberships": selectors.memberships_for_user(user=request.user),
+        },
+    )
+
+
+@require_POST
+@login_required
+def tenant_switch(request):
+    """Act for another of the user's tenants (portal pages and the session's API calls)."""
+    try:
+        tenant_id = int(request.POST.get("tenant", ""))
+    except ValueError:
+        raise Http404("No such organisation.") from None
+    membership = selectors.membership_for_user(user=request.user, selected_tenant_id=tenant_id)
+    if membership is None or membership.tenant_id != tenant_id:
+        raise Http404("No such organisation.")
+    request.session[selectors.SESSION_TENANT_KEY] = tenant_id
+    messages.success(request, f"You are now working in {membership.tenant.name}.")
+    return redirect("portal:dashboard")
 
 
 def invite_accept(request, token: str):
@@ -137,6 +164,7 @@ def invite_accept(request, token: str):
                 messages.error(request, exc.message)
         else:
             if tenant is not None:
+                request.session[selectors.SESSION_TENANT_KEY] = tenant.pk
                 messages.success(request, f"You joined {tenant.name}.")
                 return redirect("portal:dashboard")
     return render(request, "portal/invite_accept.html", {"invitation": invitation, "form": form})

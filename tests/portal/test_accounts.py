@@ -132,3 +132,25 @@ def test_login_page_renders_with_shared_layout(client):
     assert 'href="/static/css/voxfleet.css"' in body
     assert '<label for="id_username">' in body
     assert "cdn" not in body.lower()
+
+
+@pytest.mark.django_db
+def test_member_of_two_tenants_switches_and_the_api_follows(owner_tenant, outsider_tenant, client):
+    from console.portal.services import invitation_accept, invitation_create
+
+    outsider = outsider_tenant.memberships.get().user
+    token = invitation_create(tenant=owner_tenant, email=outsider.email, invited_by=owner_tenant.test_owner)
+    invitation_accept(token=token, user=outsider)
+    client.force_login(outsider)
+    assert "Outsider Ltd" in client.get("/").content.decode()
+    assert client.get("/api/v1/quota").json()["plan_code"] == "pro"
+    r = client.post("/team/switch", {"tenant": owner_tenant.pk}, follow=True)
+    assert "now working in Owner Co" in r.content.decode()
+    assert client.get("/api/v1/quota").json()["plan_code"] == "free"
+    # A tenant the user is not in cannot be selected.
+    from billing.services import plan_get, tenant_create, user_create
+
+    stranger = tenant_create(
+        name="Stranger", plan=plan_get(code="free"), owner=user_create(username="s", password="x-long-pass-1")
+    )
+    assert client.post("/team/switch", {"tenant": stranger.pk}).status_code == 404
