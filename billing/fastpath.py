@@ -13,7 +13,9 @@ which writes exactly the same rows.
 from __future__ import annotations
 
 import json
+import time
 
+import psycopg
 from django.db import connection, transaction
 
 from billing.models import LedgerEntry, ReservationStatus, TokenReservation
@@ -66,16 +68,28 @@ def available() -> bool:
     return connection.vendor == "postgresql"
 
 
+def _run(sql: str, params: dict):
+    # A server-side-bound, prepared statement on Django's own connection (so it joins the
+    # caller's transaction): PostgreSQL parses and plans the CTE once per connection instead
+    # of once per call, which is most of its CPU cost. Errors come back as Django's.
+    connection.ensure_connection()
+    start = time.monotonic()
+    try:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchone()
+    finally:
+        if connection.queries_logged:  # keep DEBUG's query log and CaptureQueriesContext truthful
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
+
+
 def _execute(sql: str, params: dict):
     # In autocommit mode the statement is its own transaction; inside a caller's transaction a
     # savepoint keeps a unique-key violation from poisoning it.
     if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+        with transaction.atomic():
+            return _run(sql, params)
+    return _run(sql, params)
 
 
 def reserve_from_allowance(*, tenant_id: int, tokens: int, key, reference: str, now) -> TokenReservation | None:
