@@ -16,6 +16,7 @@ import json
 import time
 
 import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
 from billing.models import LedgerEntry, ReservationStatus, TokenReservation
@@ -76,7 +77,8 @@ def _run(sql: str, params: dict):
     start = time.monotonic()
     try:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, prepare=True)
+            # Behind a transaction-pooling PgBouncer set BILLING_FASTPATH_PREPARE = False.
+            cursor.execute(sql, params, prepare=getattr(settings, "BILLING_FASTPATH_PREPARE", True))
             return cursor.fetchone()
     finally:
         if connection.queries_logged:  # keep DEBUG's query log and CaptureQueriesContext truthful
