@@ -36,7 +36,8 @@ def _wait_finished(job_id: int, timeout_s: float = 60.0) -> SynthesisJob:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after an earlier transactional test would otherwise have dropped the migrated plans.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.skipif(
     django_settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
     reason="the in-memory SQLite test database locks whole tables between threads; "
