@@ -7,7 +7,7 @@ PORT ?= 8000
 RUN_DEBS := espeak-ng
 TEST_DEBS := espeak-ng chromium fonts-noto-cjk
 
-.PHONY: run test install install-dev lint bench-billing bench-synthesis bench-fleet clean
+.PHONY: run test install install-dev lint bench bench-billing bench-synthesis bench-fleet bench-portal clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,25 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# Benchmarks print their figures; the PostgreSQL/Redis ones use scratch databases on this machine.
+BENCH_PG ?= postgres://postgres@127.0.0.1:5432
+BENCH_REDIS ?= redis://127.0.0.1:6379/9
+
+bench-billing: install-dev
+	$(BIN)/python bench/billing_reserve_settle.py
+
+bench-synthesis: install-dev
+	$(BIN)/python bench/synthesis_engine_rtf.py
+	DATABASE_URL=$(BENCH_PG)/vf_bench_jobs REDIS_URL=$(BENCH_REDIS) $(BIN)/python bench/synthesis_e2e.py
+
+bench-fleet: install-dev
+	DATABASE_URL=$(BENCH_PG)/vf_bench_fleet REDIS_URL=$(BENCH_REDIS) $(BIN)/python bench/fleet_ingest.py
+
+bench-portal: install-dev
+	$(BIN)/python bench/portal_pages.py
+
+bench: bench-billing bench-synthesis bench-fleet bench-portal
 
 clean:
 	rm -rf $(VENV) var outputs staticfiles test-artifacts

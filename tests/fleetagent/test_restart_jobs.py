@@ -14,9 +14,11 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import limits
+from billing.models import TokenReservation
 from billing.selectors import quota_get
 from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
@@ -112,6 +114,23 @@ async def test_restart_waits_for_in_flight_job_then_reloads_and_serves_the_queue
     record = await database_sync_to_async(node_action_request)(node=node, action="restart")
     assert record.outcome == "pending"
 
+    # Hold the job's token-reservation row: the worker's closing transaction (job -> succeeded
+    # + settle) waits on it, so the job stays "running" until the restart is under way, however
+    # fast the engine is. Released once the restart has drained and counted its in-flight jobs.
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_account_row():
+        try:
+            with transaction.atomic():
+                TokenReservation.objects.select_for_update().get(pk=running.reservation_id)
+                locked.set()
+                release.wait(60)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_account_row)
+    holder.start()
+    assert await asyncio.to_thread(locked.wait, 30)
     worker = threading.Thread(target=job_execute, kwargs={"job_id": running.pk, "node_name": "t-fleet-a"})
     worker.start()  # the node's worker is mid-job when the restart begins
 
@@ -123,8 +142,16 @@ async def test_restart_waits_for_in_flight_job_then_reloads_and_serves_the_queue
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     runtime = NodeRuntime(node_name="t-fleet-a", stats=JobStats(), drain_timeout_s=120)
-    detail = await runtime.restart()
+    restart = asyncio.create_task(runtime.restart())
+    while not runtime.draining:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # the restart counts the job as in flight, then polls for it
+    assert not restart.done()  # it is waiting for the in-flight job
+    release.set()
+    detail = await restart
     await asyncio.to_thread(worker.join, 60)
+    await asyncio.to_thread(holder.join, 60)
 
     assert detail["jobs_finished"] == 1 and detail["jobs_requeued"] == 0
     assert detail["engine_reloaded"] is True and {"vram_before_mb", "vram_after_mb"} <= detail.keys()
