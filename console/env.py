@@ -97,17 +97,29 @@ def database_from_url(url: str, *, setting: str = "DATABASE_URL") -> dict:
         raise ImproperlyConfigured(f"{setting} has an invalid port in {url!r}") from None
     if not parts.hostname:
         raise ImproperlyConfigured(f"{setting} names no host in {url!r}")
-    return {
+    options: dict = dict(parse_qsl(parts.query))
+    pool_size = options.pop("pool_max_size", None)
+    config = {
         "ENGINE": engine,
         "NAME": name,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname,
         "PORT": str(port or 5432),
-        "CONN_MAX_AGE": 60,
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": dict(parse_qsl(parts.query)),
+        "OPTIONS": options,
     }
+    if pool_size == "0":
+        # No pool (e.g. behind a transaction-pooling PgBouncer): persistent per-thread connections.
+        return config | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
+    try:
+        max_size = int(pool_size or 20)
+    except ValueError:
+        raise ImproperlyConfigured(f"{setting} has a non-integer pool_max_size in {url!r}") from None
+    # Under ASGI each request's sync code runs on a fresh thread, so per-thread persistent
+    # connections never get reused: without a pool every request pays a new connection
+    # (12-30 ms here). psycopg's pool hands one back in microseconds.
+    options["pool"] = {"min_size": 2, "max_size": max_size, "timeout": 10}
+    return config | {"CONN_MAX_AGE": 0}
 
 
 def validate_redis_url(url: str, *, setting: str = "REDIS_URL") -> str:

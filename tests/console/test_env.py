@@ -30,7 +30,10 @@ def test_database_url_postgres_and_sqlite():
         "db.example",
         "6543",
     )
-    assert pg["OPTIONS"] == {"sslmode": "require"}
+    assert pg["OPTIONS"]["sslmode"] == "require"
+    assert pg["OPTIONS"]["pool"]["max_size"] == 20 and pg["CONN_MAX_AGE"] == 0
+    unpooled = database_from_url("postgres://db.example/voxfleet?pool_max_size=0")
+    assert "pool" not in unpooled["OPTIONS"] and unpooled["CONN_MAX_AGE"] == 60
     assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
 
 
