@@ -34,3 +34,20 @@ def test_outsider_cannot_revoke_another_tenants_key(make_tenant):
 def test_bad_keys_are_refused(db, bad):
     with pytest.raises(NotFound):
         api_key_authenticate(plaintext=bad)
+
+
+def test_last_used_is_refreshed_at_most_once_a_minute(make_tenant):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    tenant = make_tenant("pro")
+    key, plaintext = api_key_create(tenant=tenant, name="busy")
+    api_key_authenticate(plaintext=plaintext)
+    first = ApiKey.objects.get(pk=key.pk).last_used_at
+    api_key_authenticate(plaintext=plaintext)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == first  # no write within the minute
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - dt.timedelta(minutes=2))
+    api_key_authenticate(plaintext=plaintext)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > first - dt.timedelta(seconds=1)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > timezone.now() - dt.timedelta(seconds=30)
