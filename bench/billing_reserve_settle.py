@@ -56,7 +56,11 @@ ASYNC_COMMIT = "?options=-c%20synchronous_commit%3Doff"
 
 
 def _django_setup(db: str) -> None:
-    suffix = ASYNC_COMMIT if os.environ.get("VF_BENCH_ASYNC_COMMIT") == "1" else ""
+    # Each benchmark client is a long-lived thread that keeps its own connection (like pgbench's
+    # clients), so the console's connection pool is switched off here.
+    suffix = "?pool_max_size=0"
+    if os.environ.get("VF_BENCH_ASYNC_COMMIT") == "1":
+        suffix += "&" + ASYNC_COMMIT.lstrip("?")
     os.environ["DATABASE_URL"] = f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{db}{suffix}"
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
