@@ -54,9 +54,11 @@ bench-billing: install-dev
 
 bench-synthesis: install-dev
 	$(BIN)/python bench/synthesis_engine_rtf.py
+	-createdb -h 127.0.0.1 -U postgres vf_bench_jobs 2>/dev/null
 	DATABASE_URL=$(BENCH_PG)/vf_bench_jobs REDIS_URL=$(BENCH_REDIS) $(BIN)/python bench/synthesis_e2e.py
 
 bench-fleet: install-dev
+	-createdb -h 127.0.0.1 -U postgres vf_bench_fleet 2>/dev/null
 	DATABASE_URL=$(BENCH_PG)/vf_bench_fleet REDIS_URL=$(BENCH_REDIS) $(BIN)/python bench/fleet_ingest.py
 
 bench-portal: install-dev
