@@ -210,10 +210,13 @@ def _month_range(tenant: Tenant, period_start: dt.date) -> tuple[dt.datetime, dt
 
 
 def tenant_revenue(*, tenant: Tenant, period_start: dt.date) -> tuple[Decimal, str]:
-    first, _ = month_bounds(period_start)
+    first, next_first = month_bounds(period_start)
     invoice = Invoice.objects.filter(tenant_id=tenant.pk, period_start=first).first()
     if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
         return (Decimal("0.00") if invoice.status == InvoiceStatus.VOID else invoice.total), invoice.currency
+    if invoice is None and tenant.created_at and tenant.created_at.astimezone(tenant.tz).date() >= next_first:
+        # No invoice for a month that ended before the tenant signed up: nothing to project.
+        return Decimal("0.00"), tenant.plan.currency
     from billing.services import invoice_lines_compute  # computing lines is read-only
 
     currency, lines = invoice_lines_compute(tenant=tenant, period_start=first)
@@ -305,9 +308,11 @@ def economics_by_node(*, period_start: dt.date) -> list[Economics]:
     )
 
 
-def economics_by_period(*, months: int = 6, now: dt.datetime | None = None) -> list[Economics]:
+def economics_by_period(*, months: int = 6, now: dt.datetime | None = None, tenants=None) -> list[Economics]:
     """Whole-fleet totals per calendar month, oldest first, ending with the current month."""
     now = now or timezone.now()
+    if tenants is None:
+        tenants = list(Tenant.objects.select_related("plan").order_by("name"))
     first = now.date().replace(day=1)
     periods = []
     for _ in range(max(1, months)):
@@ -315,7 +320,7 @@ def economics_by_period(*, months: int = 6, now: dt.datetime | None = None) -> l
         first = (first - dt.timedelta(days=1)).replace(day=1)
     out = []
     for period in reversed(periods):
-        rows = economics_by_tenant(period_start=period)
+        rows = economics_by_tenant(period_start=period, tenants=tenants)
         out.append(
             Economics(
                 key=f"{period:%Y-%m}",

@@ -43,8 +43,8 @@ CONSOLE_TYPES = frozenset({WELCOME, COMMAND, ERROR})
 
 ACTIONS = ("drain", "resume", "restart")
 
-GPU_FIELDS = (
-    "index",
+# The per-GPU readings of a sample; also the columns of GpuSample and its rollups.
+GPU_METRIC_FIELDS = (
     "utilization",
     "memory_utilization",
     "vram_used_mb",
@@ -57,6 +57,7 @@ GPU_FIELDS = (
     "ecc_errors",
     "xid_errors",
 )
+GPU_FIELDS = ("index", *GPU_METRIC_FIELDS)
 NODE_FIELDS = (
     "jobs_running",
     "jobs_queued",

@@ -14,6 +14,7 @@ from django.utils import timezone
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import Conflict, NotFound, VoxfleetError
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
+from fleetagent.protocol import GPU_METRIC_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -186,23 +187,7 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
     return changed
 
 
-_SAMPLE_COLUMNS = (
-    "node_id",
-    "gpu_index",
-    "at",
-    "resolution_s",
-    "utilization",
-    "memory_utilization",
-    "vram_used_mb",
-    "vram_total_mb",
-    "temperature_c",
-    "power_w",
-    "power_limit_w",
-    "sm_clock_mhz",
-    "throttle_reasons",
-    "ecc_errors",
-    "xid_errors",
-)
+_SAMPLE_COLUMNS = ("node_id", "gpu_index", "at", "resolution_s", *GPU_METRIC_FIELDS)
 
 
 def _samples_insert(rows: list[tuple]) -> None:
@@ -369,19 +354,7 @@ def samples_downsample(*, now: datetime | None = None) -> dict:
     return {"rolled_up": len(rollups), "raw_deleted": raw_deleted, "pruned": old_deleted}
 
 
-_ROLLUP_FIELDS = (
-    "utilization",
-    "memory_utilization",
-    "vram_used_mb",
-    "vram_total_mb",
-    "temperature_c",
-    "power_w",
-    "power_limit_w",
-    "sm_clock_mhz",
-    "throttle_reasons",
-    "ecc_errors",
-    "xid_errors",
-)
+_ROLLUP_FIELDS = GPU_METRIC_FIELDS
 
 
 # --- ops actions (drain / resume / restart) ----------------------------------------------------

@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from console.consumers.groups import FANOUT_INTERVAL_S, HUBS, PERSIST_INTERVAL_S
+from fleetagent.protocol import GPU_METRIC_FIELDS
 from fleetagent.selectors import node_snapshot_list
 from fleetagent.services import samples_ingest
 
@@ -199,21 +200,7 @@ class DashboardOutbox:
 # What a state change re-reads from the database into a live update.
 SNAPSHOT_STATE_KEYS = ("state", "state_reason", "last_action", "agent_connected")
 # Per-GPU keys that go to dashboards (static ones such as name and UUID come with the snapshot).
-LIVE_GPU_KEYS = (
-    "index",
-    "utilization",
-    "memory_utilization",
-    "vram_used_mb",
-    "vram_total_mb",
-    "temperature_c",
-    "power_w",
-    "power_limit_w",
-    "sm_clock_mhz",
-    "throttle_reasons",
-    "ecc_errors",
-    "xid_errors",
-    "last_xid",
-)
+LIVE_GPU_KEYS = ("index", *GPU_METRIC_FIELDS, "last_xid")
 
 
 hub = FleetHub()

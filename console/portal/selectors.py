@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
@@ -14,7 +13,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from billing.models import Membership, Tenant
-from billing.selectors import economics_by_node, economics_by_tenant
+from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
 from inference.text.instruction import parse_instruction
 
 LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "Japanese", "ko": "Korean"}
@@ -113,7 +112,7 @@ def plan_options(*, tenant: Tenant, now: dt.datetime | None = None) -> dict:
     Mirrors billing.services.plan_change: a dearer plan applies at once with the price
     difference prorated to the end of the billing month; a cheaper one at the month's end.
     """
-    from decimal import ROUND_HALF_UP, Decimal
+    from decimal import ROUND_HALF_UP
 
     from billing.models import Plan, PlanChange, PlanChangeKind
     from billing.periods import billing_month_window
@@ -162,37 +161,13 @@ def invoices_for_tenant(*, tenant: Tenant) -> list:
 STAFF_ECONOMICS_TTL_S = 30
 
 
-@dataclass(frozen=True)
-class PeriodEconomics:
-    """Whole-fleet revenue, GPU cost and margin for one calendar month."""
-
-    key: str
-    label: str
-    tokens: int
-    jobs: int
-    gpu_seconds: float
-    revenue: Decimal
-    gpu_cost: Decimal
-    currency: str
-
-    @property
-    def margin(self) -> Decimal:
-        return self.revenue - self.gpu_cost
-
-    @property
-    def margin_pct(self) -> Decimal | None:
-        if not self.revenue:
-            return None
-        return (self.margin / self.revenue * 100).quantize(Decimal("0.1"))
-
-
 def staff_economics(*, period_start: dt.date, months: int = 6, fresh: bool = False) -> dict:
     """Revenue, GPU cost and margin per tenant, node and month (billing's selectors), cached briefly.
 
     Billing computes these from invoices, line items and settled reservations tenant by
     tenant; staff look at trends, so figures up to half a minute old are fine ("recompute
-    now" bypasses the cache). A month only counts the tenants that existed by its end, so
-    a new tenant's subscription is not projected into months before it signed up.
+    now" bypasses the cache). Billing projects no subscription into months that ended
+    before a tenant signed up.
     """
     key = f"portal:staff-economics:{period_start.isoformat()}:{months}"
     data = None if fresh else cache.get(key)
@@ -200,35 +175,14 @@ def staff_economics(*, period_start: dt.date, months: int = 6, fresh: bool = Fal
         return data
     tenants = list(Tenant.objects.select_related("plan").order_by("name"))
     by_tenant = economics_by_tenant(period_start=period_start, tenants=tenants)
-    by_period = []
-    month = period_start
-    for index in range(max(1, months)):
-        if index:
-            month = (month - dt.timedelta(days=1)).replace(day=1)
-        next_month = (month + dt.timedelta(days=32)).replace(day=1)
-        if index == 0:
-            rows = by_tenant
-        else:
-            # Tenants created by the end of that month (a day of slack for time zones).
-            cutoff = dt.datetime.combine(next_month, dt.time.min, tzinfo=dt.UTC) + dt.timedelta(days=1)
-            rows = economics_by_tenant(period_start=month, tenants=[t for t in tenants if t.created_at < cutoff])
-        by_period.append(
-            PeriodEconomics(
-                key=f"{month:%Y-%m}",
-                label=f"{month:%b %Y}",
-                tokens=sum(e.tokens for e in rows),
-                jobs=sum(e.jobs for e in rows),
-                gpu_seconds=sum(e.gpu_seconds for e in rows),
-                revenue=sum((e.revenue for e in rows), Decimal("0.00")),
-                gpu_cost=sum((e.gpu_cost for e in rows), Decimal("0.00")),
-                currency=rows[0].currency if rows else "USD",
-            )
-        )
+    by_period = economics_by_period(
+        months=months, now=dt.datetime.combine(period_start, dt.time(12), tzinfo=dt.UTC), tenants=tenants
+    )
     data = {
         "tenants": tenants,
         "by_tenant": by_tenant,
         "by_node": economics_by_node(period_start=period_start),
-        "by_period": list(reversed(by_period)),
+        "by_period": by_period,
         "computed_at": timezone.now(),
     }
     cache.set(key, data, STAFF_ECONOMICS_TTL_S)

@@ -79,3 +79,15 @@ def test_economics_per_tenant_node_and_month(make_tenant):
     months = economics_by_period(months=2, now=dt.datetime(2026, 6, 3, tzinfo=UTC))
     assert [m.key for m in months] == ["2026-05", "2026-06"]
     assert months[0].revenue == Decimal("29.00") and months[0].tokens == 4100
+
+
+def test_no_subscription_is_projected_into_months_before_sign_up(make_tenant):
+    pro = make_tenant("pro")
+    this_month = timezone.now().date().replace(day=1)
+    before_sign_up = (this_month - dt.timedelta(days=40)).replace(day=1)
+    [earlier] = [e for e in economics_by_tenant(period_start=before_sign_up) if e.label == pro.name]
+    [current] = [e for e in economics_by_tenant(period_start=this_month) if e.label == pro.name]
+    assert earlier.revenue == Decimal("0.00")
+    assert current.revenue == Decimal("29.00")  # this month's subscription is projected
+    months = economics_by_period(months=3)
+    assert months[-1].revenue >= Decimal("29.00") and months[0].revenue == Decimal("0.00")
