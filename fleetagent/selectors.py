@@ -8,6 +8,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from fleetagent.models import GpuSample, Node, NodeAction, NodeState
+from fleetagent.protocol import GPU_FIELDS
 
 
 def node_pick_for_tenant(*, tenant) -> Node | None:
@@ -118,20 +119,7 @@ def node_snapshot_list(*, node_ids: list[int] | None = None) -> list[dict]:
 
 
 def _reading(row: dict) -> dict:
-    return {
-        k: row[k]
-        for k in (
-            "index",
-            *_SERIES_FIELDS,
-            "temperature_c",
-            "power_w",
-            "power_limit_w",
-            "sm_clock_mhz",
-            "throttle_reasons",
-            "ecc_errors",
-            "xid_errors",
-        )
-    }
+    return {k: row[k] for k in GPU_FIELDS}
 
 
 _SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import Conflict, NotFound, VoxfleetError
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
-from fleetagent.protocol import GPU_METRIC_FIELDS
+from fleetagent.protocol import GPU_METRIC_FIELDS, NODE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
             fields = {
                 "jobs_running": int(stats.get("jobs_running") or 0),
                 "jobs_queued": int(stats.get("jobs_queued") or 0),
-                "stats": {k: stats.get(k) for k in NODE_STAT_KEYS if k in stats},
+                "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
             }
             if node["state"] == NodeState.OFFLINE:
                 fields["state"] = NodeState.DRAINING if stats.get("draining") else NodeState.ONLINE
@@ -214,20 +214,6 @@ def _samples_insert(rows: list[tuple]) -> None:
             f"INSERT INTO {table} ({columns}) VALUES {placeholder}",
             [row[:at_index] + (adapt(row[at_index]),) + row[at_index + 1 :] for row in rows],
         )
-
-
-NODE_STAT_KEYS = (
-    "jobs_running",
-    "jobs_queued",
-    "success_rate_5m",
-    "success_rate_1h",
-    "jobs_5m",
-    "jobs_1h",
-    "latency_p50_s",
-    "latency_p95_s",
-    "rtf_mean",
-    "draining",
-)
 
 
 def _job_model():
