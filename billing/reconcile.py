@@ -3,8 +3,10 @@
 Checks, per tenant: the open window's allowance counter equals its ledger rows; every closed
 window nets to zero; every top-up's remaining equals its rows; held tokens equal the open
 reservations; each reservation's rows match its state (reserve = tokens, one settlement or
-full release, nothing after); settled usage equals consumed tokens. Job records belong to
-the jobs app, so the usage side is checked against billing's own reservation rows.
+full release, nothing after); settled usage equals consumed tokens. Then the jobs side (read
+through the jobs app's selector): each job's reservation exists, holds the job's tokens, is
+used by no other job, and is in the state the job's outcome implies (succeeded = settled,
+failed/cancelled = released, still open while the job is accepted, queued or running).
 """
 
 from __future__ import annotations
@@ -128,4 +130,41 @@ def _drift_find() -> list[str]:
     consumed = -(LedgerEntry.objects.filter(kind=LedgerKind.SETTLE).aggregate(s=Sum("held_delta"))["s"] or 0)
     if consumed != settled_tokens:
         drift.append(f"usage: settled reservations total {settled_tokens} tokens, ledger consumed {consumed}")
+    drift.extend(_jobs_drift())
+    return drift
+
+
+# The reservation state each job status implies.
+_JOB_RESERVATION_STATE = {
+    "accepted": ReservationStatus.OPEN,
+    "queued": ReservationStatus.OPEN,
+    "running": ReservationStatus.OPEN,
+    "succeeded": ReservationStatus.SETTLED,
+    "failed": ReservationStatus.RELEASED,
+    "cancelled": ReservationStatus.RELEASED,
+}
+
+
+def _jobs_drift() -> list[str]:
+    # Imported here: the jobs app builds on billing's services, not the other way round.
+    from inference.selectors import job_reservation_rows
+
+    drift: list[str] = []
+    reservations = {r["id"]: r for r in TokenReservation.objects.values("id", "tokens", "status")}
+    used_by: dict[int, int] = {}
+    for job_id, status, tokens, reservation_id in job_reservation_rows().iterator(chunk_size=5000):
+        res = reservations.get(reservation_id)
+        if res is None:
+            drift.append(f"job {job_id}: reservation {reservation_id} does not exist")
+            continue
+        if reservation_id in used_by:
+            drift.append(f"job {job_id}: reservation {reservation_id} is also job {used_by[reservation_id]}'s")
+        used_by[reservation_id] = job_id
+        if res["tokens"] != tokens:
+            drift.append(
+                f"job {job_id}: charged {tokens} tokens but reservation {reservation_id} holds {res['tokens']}"
+            )
+        expected = _JOB_RESERVATION_STATE.get(status)
+        if expected is not None and res["status"] != expected:
+            drift.append(f"job {job_id}: {status} but reservation {reservation_id} is {res['status']}, not {expected}")
     return drift

@@ -196,3 +196,10 @@ def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAud
     if response_format == "pcm":
         return JobAudio(content=frames, content_type=AUDIO_CONTENT_TYPES["pcm"], sample_rate=rate)
     return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
+
+
+def job_reservation_rows():
+    """(job id, status, tokens, reservation id) of every job that holds or held tokens (for billing_reconcile)."""
+    return SynthesisJob.objects.filter(reservation_id__isnull=False).values_list(
+        "id", "status", "tokens", "reservation_id"
+    )
