@@ -737,10 +737,15 @@ def _is_upgrade(old: Plan, new: Plan) -> bool:
     return (new.monthly_price, new.allowance_tokens) > (old.monthly_price, old.allowance_tokens)
 
 
-def plan_change(*, tenant: Tenant, plan_code: str, now: dt.datetime | None = None) -> PlanChange:
+def plan_change(
+    *, tenant: Tenant, plan_code: str, now: dt.datetime | None = None, by_staff: bool = False
+) -> PlanChange:
     """Upgrade at once (prorated charge and allowance for the rest of the month) or schedule a
-    downgrade for the end of the billing month. Asking for the current plan cancels a pending downgrade."""
+    downgrade for the end of the billing month. Asking for the current plan cancels a pending downgrade.
+    Plans not offered publicly (Enterprise: a contract) are only assigned by staff."""
     new_plan = plan_get(code=plan_code)
+    if not new_plan.is_public and not by_staff and new_plan.pk != tenant.plan_id:
+        raise InvalidPlanChange(f"The {new_plan.name} plan is arranged by contract; contact sales to move to it.")
     now = now or timezone.now()
     with transaction.atomic():
         account = _account_lock(tenant.pk)

@@ -75,7 +75,7 @@ def test_upgrade_pro_to_enterprise_keeps_remaining_and_adds_prorated_difference(
     tenant = make_tenant("pro")
     now = dt.datetime(2026, 4, 16, tzinfo=UTC)  # 15 of 30 days remain
     reservation_create(tenant=tenant, tokens=40_000, now=now)
-    change = plan_change(tenant=tenant, plan_code="enterprise", now=now)
+    change = plan_change(tenant=tenant, plan_code="enterprise", now=now, by_staff=True)
     assert change.prorated_amount == Decimal("985.50")  # (2000 - 29) / 2
     assert quota_get(tenant=tenant, now=now).allowance_remaining == 60_000 + (10_000_000 - 100_000) // 2
     assert ledger_drift_find() == []
@@ -125,8 +125,17 @@ def test_upgrades_sharing_a_window_start_roll_over_cleanly(make_tenant):
     plan_change(tenant=tenant, plan_code="pro", now=first)
     mid = dt.datetime(2026, 8, 16, 12, tzinfo=UTC)
     reservation_create(tenant=tenant, tokens=1_000, now=mid)
-    plan_change(tenant=tenant, plan_code="enterprise", now=mid)
+    plan_change(tenant=tenant, plan_code="enterprise", now=mid, by_staff=True)
     september = dt.datetime(2026, 9, 1, 0, 0, 1, tzinfo=UTC)
     reservation_create(tenant=tenant, tokens=10, now=september)
     assert quota_get(tenant=tenant, now=september).allowance_remaining == 10_000_000 - 10
     assert ledger_drift_find() == []
+
+
+def test_customers_cannot_move_themselves_onto_a_contract_plan(make_tenant):
+    tenant = make_tenant("pro")
+    with pytest.raises(InvalidPlanChange, match="contract"):
+        plan_change(tenant=tenant, plan_code="enterprise")
+    tenant.refresh_from_db()
+    assert tenant.plan.code == "pro"
+    assert plan_change(tenant=tenant, plan_code="enterprise", by_staff=True).to_plan.code == "enterprise"

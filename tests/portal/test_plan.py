@@ -29,6 +29,15 @@ def test_upgrade_applies_now_and_puts_the_charge_on_the_invoice(owner_client, ow
 
 
 @pytest.mark.django_db
+def test_owner_cannot_self_upgrade_to_the_contract_plan(owner_client, owner_tenant):
+    r = owner_client.post("/plan/change", {"plan": "enterprise"}, follow=True)
+    assert "arranged by contract" in r.content.decode()
+    owner_tenant.refresh_from_db()
+    assert owner_tenant.plan.code == "free"
+    assert not Invoice.objects.filter(tenant=owner_tenant).exists()
+
+
+@pytest.mark.django_db
 def test_downgrade_is_scheduled_for_month_end_and_can_be_cancelled(make_tenant, client):
     tenant = make_tenant("pro")
     client.force_login(tenant.test_owner)
