@@ -84,6 +84,14 @@ def tenant_create(*, name: str, plan: Plan, owner, time_zone: str = "UTC", billi
     return tenant
 
 
+def membership_add(*, tenant: Tenant, user, role: str = MembershipRole.MEMBER) -> Membership:
+    """Seat ``user`` in ``tenant``; Conflict if they already have a seat there."""
+    membership, created = Membership.objects.get_or_create(tenant=tenant, user=user, defaults={"role": role})
+    if not created:
+        raise Conflict(f"{user} is already a member of {tenant.name}.", code="already_member")
+    return membership
+
+
 def user_create(*, username: str, password: str, email: str = "", is_staff: bool = False):
     user = get_user_model()(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
     user.set_password(password)

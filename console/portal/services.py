@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from billing.models import Membership, MembershipRole, Tenant
-from billing.services import plan_get, tenant_create, user_create
+from billing.services import membership_add, plan_get, tenant_create, user_create
 from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
 
 INVITATION_SALT = "voxfleet.portal.invitation"
@@ -125,11 +125,8 @@ def invitation_accept(*, token: str, user=None, username: str = "", password: st
         if User.objects.filter(username__iexact=username).exists():
             raise Conflict("That username is taken.", code="username_taken")
         user = user_create(username=username, password=password, email=invitation.email)
-    # Membership rows are billing's; it has no service for adding a member, and this is the
-    # one place that adds them outside tenant_create.
-    _, created = Membership.objects.get_or_create(
-        tenant=invitation.tenant, user=user, defaults={"role": MembershipRole.MEMBER}
-    )
-    if not created:
-        raise Conflict(f"You are already a member of {invitation.tenant.name}.", code="already_member")
+    try:
+        membership_add(tenant=invitation.tenant, user=user)
+    except Conflict:
+        raise Conflict(f"You are already a member of {invitation.tenant.name}.", code="already_member") from None
     return user, invitation.tenant
