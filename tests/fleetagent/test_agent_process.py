@@ -1,0 +1,132 @@
+"""A separately started agent process joins the console, serves jobs from its queue, and shows
+up in /metrics (PostgreSQL + Redis: the real multi-process shape; no doubles anywhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.api.live_server import ROOT, _postgres_database, free_port
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"),
+    reason="the separate agent process needs a shared PostgreSQL database and Redis (the broker)",
+)
+
+
+def _wait(predicate, what: str, procs, logs, timeout_s: float = 90.0):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"{proc.args[2]} exited while waiting for {what}:\n{_tail(logs)}")
+        try:
+            last = predicate()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}):\n{_tail(logs)}")
+
+
+def _tail(logs) -> str:
+    return "\n".join(f"== {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:]) for p in logs)
+
+
+def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
+    node_name = f"agent-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    base = os.environ["DATABASE_URL"]
+    env["DATABASE_URL"], drop = _postgres_database(base, f"{base.rsplit('/', 1)[-1].split('?')[0]}_agent_{os.getpid()}")
+    env.update(
+        {
+            "VOXFLEET_EMBEDDED_NODE": node_name,  # seed_demo registers this node and prints its token
+            "VOXFLEET_VAR_DIR": str(tmp_path / "var"),
+            "OUTPUTS_DIR": str(tmp_path / "outputs"),
+            "METRICS_TOKEN": "metrics-test-token",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    procs, logs = [], []
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        seeded = subprocess.run(
+            [sys.executable, "manage.py", "seed_demo", "--json"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        demo = json.loads(seeded.stdout)
+        [node] = demo["nodes"]
+        pro_key = next(t["api_key"] for t in demo["tenants"] if t["plan"] == "Pro")
+        url = f"http://127.0.0.1:{free_port()}"
+
+        def spawn(name: str, args: list[str]) -> None:
+            log = tmp_path / f"{name}.log"
+            logs.append(log)
+            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT))
+
+        port = url.rsplit(":", 1)[1]
+        spawn("console", [sys.executable, "-m", "uvicorn", "console.asgi:application", "--port", port])
+        spawn("agent", [sys.executable, "-m", "fleetagent", "--console", url, "--token", node["token"]])
+
+        def metrics() -> str:
+            response = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer metrics-test-token"}, timeout=10)
+            return response.text if response.status_code == 200 else ""
+
+        # The agent registers, heartbeats in CPU mode (no NVML here) and the node goes online.
+        _wait(
+            lambda: f'voxfleet_node_state{{node="{node_name}",state="online"}} 1' in metrics(),
+            "the node to be online",
+            procs,
+            logs,
+        )
+        # Its 1 Hz samples (CPU and RAM, as it has no NVML) reach the console and /metrics.
+        _wait(lambda: f'voxfleet_node_cpu_percent{{node="{node_name}"}}' in metrics(), "CPU samples", procs, logs)
+
+        def speak():
+            response = httpx.post(
+                f"{url}/v1/audio/speech",
+                headers={"Authorization": f"Bearer {pro_key}"},
+                json={"model": "cosyvoice-3", "input": "你好，欢迎使用语音合成。", "voice": "zh-female", "seed": 7},
+                timeout=60,
+            )
+            return response if response.status_code == 200 else None
+
+        # The job goes through the node's Celery queue to the agent's worker and back.
+        response = _wait(speak, "a synthesis served by the agent's worker", procs, logs)
+        assert response.content[:4] == b"RIFF" and len(response.content) > 20_000
+        job = httpx.get(
+            f"{url}/api/v1/jobs/{response.headers['X-Job-Id']}",
+            headers={"Authorization": f"Bearer {pro_key}"},
+            timeout=10,
+        ).json()
+        assert job["status"] == "succeeded" and job["node"] == node_name
+
+        # The agent streams the job's outcome; the console exports it.
+        _wait(
+            lambda: f'voxfleet_node_success_rate_5m{{node="{node_name}"}} 1' in metrics(),
+            "the node's success rate in /metrics",
+            procs,
+            logs,
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        drop()
