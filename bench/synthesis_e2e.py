@@ -172,7 +172,7 @@ def main() -> int:
     if not os.environ["DATABASE_URL"].startswith("postgres") or not os.environ["REDIS_URL"]:
         print("this benchmark measures the real shape: set DATABASE_URL to PostgreSQL and REDIS_URL", file=sys.stderr)
         return 2
-    from tests.api.live_server import live_server_start
+    from tests.support.live_server import live_server_start
 
     print(f"database {os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}_e2e_<pid>, broker {os.environ['REDIS_URL']}")
     print(

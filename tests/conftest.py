@@ -28,3 +28,13 @@ def make_tenant(db):
 @pytest.fixture
 def staff_user(db):
     return user_create(username="staff", password="pw-secret-123", email="staff@example.com", is_staff=True)
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """One real server (uvicorn, plus a Celery node worker with REDIS_URL) for the end-to-end API tests."""
+    from tests.support.live_server import live_server_start
+
+    server = live_server_start(tmp_path_factory.mktemp("e2e"))
+    yield server
+    server.stop()

@@ -45,11 +45,21 @@ class FleetHub:
         self._dashboards: dict = {}
         self.origin = uuid.uuid4().hex
         self.dropped = 0
+        # Set once the relay is a member of HUBS on the running loop: before that, batches
+        # published by other processes do not reach this process's dashboards.
+        self.relay_joined: asyncio.Event | None = None
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
+            if self._loop is not None and self._loop is not loop:
+                # A new event loop (a test's, or a restarted server's): updates gathered for
+                # the old loop's dashboards are not this loop's to send.
+                self._changed.clear()
+                self._state_changed.clear()
+                self._dashboards.clear()
             self._loop = loop
+            self.relay_joined = asyncio.Event()
             self._persist_lock = asyncio.Lock()
             # Two loops: fan-out must never wait behind a slow database write.
             self._task = loop.create_task(self._run(self._fanout_once, FANOUT_INTERVAL_S), name="fleet-hub-fanout")
@@ -76,12 +86,13 @@ class FleetHub:
         """Batches published by other processes (other hubs, beat's sweep) -> our dashboards."""
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        joined = 0.0
+        joined: float | None = None  # not "0.0": time.monotonic() starts near 0 on a fresh boot
         while True:
             try:
-                if time.monotonic() - joined > RELAY_REJOIN_S:
+                if joined is None or time.monotonic() - joined > RELAY_REJOIN_S:
                     await layer.group_add(HUBS, channel)  # renews membership before group expiry
                     joined = time.monotonic()
+                    self.relay_joined.set()
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), timeout=RELAY_REJOIN_S)
                 except TimeoutError:
@@ -90,8 +101,9 @@ class FleetHub:
                     await self._deliver(message["text"])
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - e.g. Redis restarting: retry, dashboards reconnect
+            except Exception:  # noqa: BLE001 - e.g. Redis restarting: rejoin and retry, dashboards reconnect
                 logger.exception("fleet hub relay failed")
+                joined = None
                 await asyncio.sleep(1.0)
 
     def sample_submit(self, *, node_id: int, node_name: str, sample: dict) -> None:

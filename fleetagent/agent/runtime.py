@@ -82,6 +82,8 @@ class NodeRuntime:
         self.stats = stats
         self.draining = False
         self.drain_timeout_s = drain_timeout_s
+        # While a restart waits for in-flight jobs: how many it is waiting for (else None).
+        self.restart_waiting_for: int | None = None
         self._lock = asyncio.Lock()
 
     async def counts(self) -> tuple[int, int]:
@@ -114,9 +116,12 @@ class NodeRuntime:
             running_at_start, _ = await self.counts()
             deadline = started + self.drain_timeout_s
             running = running_at_start
+            self.restart_waiting_for = running
             while running and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 running, _ = await self.counts()
+                self.restart_waiting_for = running
+            self.restart_waiting_for = None
             requeued = 0
             if running:
                 requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)

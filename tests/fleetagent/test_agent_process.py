@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.live_server import ROOT, _postgres_database, free_port
+from tests.support.live_server import ROOT, _postgres_database, free_port
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"),

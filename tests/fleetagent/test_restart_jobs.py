@@ -143,10 +143,10 @@ async def test_restart_waits_for_in_flight_job_then_reloads_and_serves_the_queue
         await asyncio.sleep(0.05)
     runtime = NodeRuntime(node_name="t-fleet-a", stats=JobStats(), drain_timeout_s=120)
     restart = asyncio.create_task(runtime.restart())
-    while not runtime.draining:
+    while runtime.restart_waiting_for is None:  # the restart has drained and counted what is in flight
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    await asyncio.sleep(0.5)  # the restart counts the job as in flight, then polls for it
+    assert runtime.restart_waiting_for == 1
     assert not restart.done()  # it is waiting for the in-flight job
     release.set()
     detail = await restart

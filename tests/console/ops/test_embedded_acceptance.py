@@ -14,8 +14,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 
 from billing.services import user_create
-from tests.console.fleet_helpers import session_cookie_headers
-from tests.console.test_consumers_live import LiveServer, _until
+from tests.console.consumers.fleet_helpers import session_cookie_headers
+from tests.console.consumers.test_live import LiveServer, _until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -13,7 +13,7 @@ from console.consumers.hub import hub
 from fleetagent import protocol
 from fleetagent.models import GpuSample, NodeAction, NodeState
 from fleetagent.services import node_action_request, node_create, node_token_revoke, node_token_rotate
-from tests.console.fleet_helpers import agent_headers, hello, sample, session_cookie_headers, ws_connected
+from tests.console.consumers.fleet_helpers import agent_headers, hello, sample, session_cookie_headers, ws_connected
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -169,8 +169,11 @@ async def test_state_changes_published_by_beat_reach_dashboards_through_the_hub_
     staff = await make_user("ops", staff=True)
     async with ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as dash:
         assert json.loads(await dash.receive_from(timeout=5))["type"] == "snapshot"
-        await asyncio.sleep(0.1)  # the hub's relay joins its group
+        await asyncio.wait_for(hub.relay_joined.wait(), timeout=5)
         await database_sync_to_async(fleet_nodes_broadcast)(node_ids=[node.pk])  # what the sweep task does
+        # The relayed batch is a snapshot (it carries the state); live sample batches do not.
         batch = json.loads(await dash.receive_from(timeout=5))
+        while "state" not in batch["nodes"][0]:
+            batch = json.loads(await dash.receive_from(timeout=5))
         assert batch["type"] == "nodes" and [n["name"] for n in batch["nodes"]] == ["gpu-a"]
-        assert batch["nodes"][0]["state"] == "offline"
+        assert batch["nodes"][0]["id"] == node.pk and batch["nodes"][0]["state"] == "offline"

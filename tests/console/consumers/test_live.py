@@ -21,7 +21,7 @@ from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.services import node_create
-from tests.console.fleet_helpers import session_cookie_headers
+from tests.console.consumers.fleet_helpers import session_cookie_headers
 from tests.fleetagent.fake_nvml import FakeNvml
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.timeout(120)]
@@ -166,8 +166,9 @@ async def test_agent_buffers_while_console_is_down_then_reconnects_and_delivers(
     task = asyncio.create_task(agent.run())
     server = None
     try:
-        await asyncio.sleep(1.5)  # console down: samples pile up, connection attempts back off
-        assert agent.connects == 0 and len(agent.buffer) >= 5
+        # Console down: samples pile up while connection attempts back off.
+        await _until(lambda: asyncio.sleep(0, len(agent.buffer) >= 5), timeout=20, what="five buffered samples")
+        assert agent.connects == 0
         buffered = len(agent.buffer)
         server = LiveServer(port).start()
 

@@ -12,8 +12,8 @@ import openai
 import pytest
 
 from billing.metering import count_tokens
-from tests.api.test_openai_speech import client, remaining, rest
 from tests.inference.speech_samples import encode, speech
+from tests.support.live_clients import client, remaining, rest
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,7 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
     try:
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         setup = subprocess.run(
-            [python, str(ROOT / "tests" / "api" / "e2e_setup.py")],
+            [python, str(ROOT / "tests" / "support" / "e2e_setup.py")],
             cwd=ROOT,
             env=env,
             check=True,
