@@ -10,13 +10,18 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from billing.choices import (  # noqa: F401 - re-exported for migrations and callers
+    AllowancePeriod,
+    InvoiceLineKind,
+    InvoiceStatus,
+    LedgerBucket,
+    LedgerKind,
+    MembershipRole,
+    PaymentStatus,
+    PlanChangeKind,
+    ReservationStatus,
+)
 from billing.errors import InvoiceImmutable, LedgerImmutable
-
-
-class AllowancePeriod(models.TextChoices):
-    DAY = "day", "per day (tenant's time zone)"
-    MONTH = "month", "per billing month"
-    CONTRACT = "contract", "per contract"
 
 
 class Plan(models.Model):
@@ -99,11 +104,6 @@ class Tenant(models.Model):
         return zoneinfo.ZoneInfo(self.time_zone)
 
 
-class MembershipRole(models.TextChoices):
-    OWNER = "owner", "Owner"
-    MEMBER = "member", "Member"
-
-
 class Membership(models.Model):
     """A user's seat in a tenant, with a role."""
 
@@ -181,12 +181,6 @@ class BillingAccount(models.Model):
         return f"account of {self.tenant_id}"
 
 
-class ReservationStatus(models.TextChoices):
-    OPEN = "open", "open"
-    SETTLED = "settled", "settled"
-    RELEASED = "released", "released"
-
-
 class TokenReservation(models.Model):
     """Tokens held for one accepted job; settling consumes them and records GPU usage, releasing returns them."""
 
@@ -224,23 +218,6 @@ class TokenReservation(models.Model):
 
     def __str__(self) -> str:
         return f"reservation {self.pk} ({self.tokens} tokens, {self.status})"
-
-
-class LedgerKind(models.TextChoices):
-    GRANT = "grant", "allowance grant"
-    RESERVE = "reserve", "reservation"
-    SETTLE = "settle", "settlement"
-    RELEASE = "release", "release"
-    TOPUP = "topup", "top-up"
-    EXPIRY = "expiry", "expiry"
-    ADJUSTMENT = "adjustment", "adjustment"
-
-
-class LedgerBucket(models.TextChoices):
-    ALLOWANCE = "allowance", "allowance"
-    TOPUP = "topup", "top-up"
-    OVERAGE = "overage", "overage"
-    HELD = "held", "held only"
 
 
 class LedgerEntry(models.Model):
@@ -331,12 +308,6 @@ class TopUp(models.Model):
         return f"top-up {self.pk}: {self.remaining}/{self.tokens} until {self.expires_at:%Y-%m-%d}"
 
 
-class PaymentStatus(models.TextChoices):
-    PENDING = "pending", "pending"
-    SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
-
-
 class Payment(models.Model):
     """A charge made through a payment provider (top-up purchase, invoice settlement)."""
 
@@ -356,11 +327,6 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} via {self.provider} ({self.status})"
-
-
-class PlanChangeKind(models.TextChoices):
-    UPGRADE = "upgrade", "upgrade (immediate, prorated)"
-    DOWNGRADE = "downgrade", "downgrade (at period end)"
 
 
 class PlanChange(models.Model):
@@ -437,13 +403,6 @@ class GpuCostRate(models.Model):
 # --- Invoices ---------------------------------------------------------------------------
 
 
-class InvoiceStatus(models.TextChoices):
-    DRAFT = "draft", "draft"
-    FINALIZED = "finalized", "finalized"
-    PAID = "paid", "paid"
-    VOID = "void", "void"
-
-
 class Invoice(models.Model):
     """A tenant's monthly bill; line items and amounts are frozen once it leaves draft."""
 
@@ -492,15 +451,6 @@ class Invoice(models.Model):
         if self.status != InvoiceStatus.DRAFT:
             raise InvoiceImmutable(f"Invoice {self.number} is {self.status} and cannot be deleted.")
         return super().delete(*args, **kwargs)
-
-
-class InvoiceLineKind(models.TextChoices):
-    SUBSCRIPTION = "subscription", "subscription"
-    PRORATION = "proration", "plan change proration"
-    TOPUP = "topup", "top-up pack"
-    OVERAGE = "overage", "overage"
-    GPU_RENTAL = "gpu_rental", "GPU rental"
-    CUSTOM = "custom", "custom fee"
 
 
 class InvoiceLine(models.Model):

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-
-class NodeState(models.TextChoices):
-    ONLINE = "online", "online"
-    DRAINING = "draining", "draining"
-    OFFLINE = "offline", "offline"
-    STUCK = "stuck", "stuck"
-    RESTARTING = "restarting", "restarting"
+from fleetagent.choices import NodeActionKind, NodeActionOutcome, NodeState  # noqa: F401 - re-exported for migrations and callers
 
 
 class Node(models.Model):
@@ -83,20 +77,6 @@ class GpuSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id}/gpu{self.gpu_index}@{self.at:%H:%M:%S}"
-
-
-class NodeActionKind(models.TextChoices):
-    DRAIN = "drain", "drain"
-    RESUME = "resume", "resume"
-    RESTART = "restart", "restart"
-
-
-class NodeActionOutcome(models.TextChoices):
-    PENDING = "pending", "pending"
-    SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
-    REFUSED = "refused", "refused"
-    TIMED_OUT = "timed_out", "timed out"
 
 
 class NodeAction(models.Model):

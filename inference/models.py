@@ -6,12 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from inference.choices import JobSource, JobStatus, VoiceGender  # noqa: F401 - re-exported for migrations and callers
 from inference.engines.base import SEED_MAX, SEED_MIN, VoiceSpec
-
-
-class VoiceGender(models.TextChoices):
-    FEMALE = "female", "female"
-    MALE = "male", "male"
 
 
 class Voice(models.Model):
@@ -54,23 +50,8 @@ class Voice(models.Model):
         )
 
 
-class JobStatus(models.TextChoices):
-    ACCEPTED = "accepted", "accepted"
-    QUEUED = "queued", "queued"
-    RUNNING = "running", "running"
-    SUCCEEDED = "succeeded", "succeeded"
-    FAILED = "failed", "failed"
-    CANCELLED = "cancelled", "cancelled"
-
-
 OPEN_STATUSES = (JobStatus.ACCEPTED, JobStatus.QUEUED, JobStatus.RUNNING)
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class JobSource(models.TextChoices):
-    OPENAI = "openai", "/v1/audio/speech"
-    API = "api", "/api/v1/jobs"
-    PORTAL = "portal", "portal"
 
 
 class SynthesisJob(models.Model):
