@@ -77,8 +77,8 @@ def _run(sql: str, params: dict):
     start = time.monotonic()
     try:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            # Behind a transaction-pooling PgBouncer set BILLING_FASTPATH_PREPARE = False.
-            cursor.execute(sql, params, prepare=getattr(settings, "BILLING_FASTPATH_PREPARE", True))
+            # Behind a transaction-pooling PgBouncer set BILLING_FASTPATH_PREPARE=0 (console/settings.py).
+            cursor.execute(sql, params, prepare=settings.BILLING_FASTPATH_PREPARE)
             return cursor.fetchone()
     finally:
         if connection.queries_logged:  # keep DEBUG's query log and CaptureQueriesContext truthful

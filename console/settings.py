@@ -87,6 +87,13 @@ METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 EMBEDDED_NODE_NAME = env_str("VOXFLEET_EMBEDDED_NODE", "local-cpu")
 PUBLIC_URL = env_str("VOXFLEET_PUBLIC_URL", "http://127.0.0.1:8000")
 
+# Billing. The reserve/settle hot path on PostgreSQL uses server-side prepared statements;
+# behind a transaction-pooling PgBouncer (which cannot keep them per client) set it to 0.
+BILLING_FASTPATH_PREPARE = env_bool("BILLING_FASTPATH_PREPARE", True)
+# Dotted path of the payment provider class (billing.payments.PaymentProvider); the default
+# records charges collected outside Voxfleet (bank transfer, card terminal, contract).
+BILLING_PAYMENT_PROVIDER = env_str("BILLING_PAYMENT_PROVIDER") or "billing.payments.ManualProvider"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
