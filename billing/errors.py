@@ -51,6 +51,11 @@ class InvoiceImmutable(Conflict):
     code = "invoice_immutable"
 
 
+class UnknownPlan(VoxfleetError):
+    code = "unknown_plan"
+    status = 400
+
+
 class InvalidPlanChange(VoxfleetError):
     code = "invalid_plan_change"
     status = 400

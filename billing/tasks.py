@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from celery import shared_task
 from django.utils import timezone
 
-from billing.models import Tenant
-from billing.services import billing_period_close, topups_expire_due
+from billing.periods import month_previous
+from billing.services import billing_period_close, topups_expire_lapsed
 
 
 @shared_task(name="billing.close_previous_period")
 def close_previous_period() -> dict:
-    """Beat runs this hourly on the 1st and 2nd: each tenant's month closes once it has ended locally."""
-    first = (timezone.now().date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    return billing_period_close(period_start=first)
+    """Close last month's invoices. Beat runs this every hour (CELERY_BEAT_SCHEDULE): each
+    tenant's month closes on the first run after it has ended in the tenant's time zone, and
+    later runs skip tenants already closed."""
+    return billing_period_close(period_start=month_previous(timezone.now().date()))
 
 
 @shared_task(name="billing.expire_topups")
 def expire_topups() -> int:
     """Write off lapsed top-ups through ledger rows (they are also expired lazily on spend)."""
-    return sum(
-        topups_expire_due(tenant=t)
-        for t in Tenant.objects.filter(topups__remaining__gt=0, topups__expires_at__lte=timezone.now()).distinct()
-    )
+    return topups_expire_lapsed()

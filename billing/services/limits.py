@@ -1,4 +1,4 @@
-"""Per-plan rate limits: requests per minute and concurrent jobs.
+"""Per-plan rate limits: requests per minute and concurrent jobs (public: re-exported by ``billing.services``).
 
 With ``settings.REDIS_URL`` the counters live in Redis and each check is one atomic Lua
 script, so every console process and worker shares them; on the embedded default they live
@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from billing.errors import RateLimited
-from billing.models import Tenant
+
+if TYPE_CHECKING:
+    from billing.models import Tenant
 
 WINDOW_S = 60
 # A slot whose job never released it (worker killed) is reclaimed after this long.

@@ -21,7 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.limits import request_admit
+from billing.services import request_admit
 from console.errors import Conflict, VoxfleetError
 from console.openai_api.errors import openai_exception_handler
 from inference.api.auth import ApiKeyAuthentication, request_tenant

@@ -14,7 +14,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.limits import request_admit
+from billing.services import request_admit
 from billing.selectors import quota_get
 from console.errors import PermissionDenied
 from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant

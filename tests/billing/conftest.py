@@ -3,7 +3,7 @@
 import pytest
 from django.conf import settings
 
-from billing.limits import limits_reset_for_tests
+from billing.services import limits_reset_for_tests
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from billing.selectors import (
     economics_by_period,
     economics_by_tenant,
     gpu_cost,
-    gpu_hours_estimate,
     usage_by_day,
 )
 from billing.services import invoice_draft_build, invoice_finalize, reservation_create, reservation_settle
@@ -24,7 +23,7 @@ def test_default_a10_rate_arithmetic(db):
     # Default A10 cost USD 0.75/h -> 1M tokens cost about 1.2 x 0.75 = USD 0.90.
     a10 = GpuCostRate.objects.get(gpu_model="A10")
     assert a10.hourly_cost == Decimal("0.7500") and a10.tokens_per_gpu_hour == 833_333
-    hours = gpu_hours_estimate(tokens=1_000_000)
+    hours = Decimal(1_000_000) / Decimal(a10.tokens_per_gpu_hour)
     assert abs(hours - Decimal("1.2")) < Decimal("0.00001")
     cost = gpu_cost(gpu_model="A10", gpu_seconds=float(hours * 3600))
     assert cost.quantize(Decimal("0.01")) == Decimal("0.90")

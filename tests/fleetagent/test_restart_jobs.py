@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing import limits
+from billing.services import limits
 from billing.models import TokenReservation
 from billing.selectors import quota_get
 from fleetagent.agent.runtime import NodeRuntime

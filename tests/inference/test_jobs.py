@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.db.models import F
 from django.utils import timezone
 
-from billing import limits
+from billing.services import limits
 from billing.errors import FeatureNotInPlan, InsufficientQuota, RateLimited
 from billing.metering import count_tokens
 from billing.selectors import quota_get

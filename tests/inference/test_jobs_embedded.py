@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from billing import limits
+from billing.services import limits
 from billing.selectors import quota_get
 from inference import embedded
 from inference.models import JobStatus, SynthesisJob

@@ -1,0 +1,91 @@
+"""Billing writes (keyword-only, ``<entity>_<action>``), one module per sub-domain.
+
+    tenancy   tenants, users, memberships
+    api_keys  API keys: create, authenticate, revoke
+    quota     allowance windows, reserve -> settle / release, ledger adjustments
+    topups    top-up purchases, grants and expiry
+    plans     plan look-up, the feature gate, plan changes
+    invoices  invoices, custom fees, period close
+    limits    per-plan rate and concurrency limits
+
+Everything public is re-exported here, so callers write ``from billing.services import X``
+whichever module ``X`` lives in. ``_accounts`` holds private helpers the modules share
+(the account lock, allowance windows, ledger rows). Lock order, everywhere: BillingAccount
+(the tenant's lock row) -> TopUp rows (by expiry, id) -> TokenReservation.
+"""
+
+from __future__ import annotations
+
+from billing.errors import UnknownPlan  # raised by plan_get; callers catch it from here
+from billing.services import limits
+from billing.services.api_keys import (
+    API_KEY_LAST_USED_RESOLUTION,
+    api_key_authenticate,
+    api_key_create,
+    api_key_revoke,
+    api_key_revoke_for_tenant,
+)
+from billing.services.invoices import (
+    billing_period_close,
+    custom_fee_add,
+    invoice_draft_build,
+    invoice_draft_refresh,
+    invoice_finalize,
+    invoice_mark_paid,
+    invoice_void,
+)
+from billing.services.limits import (
+    job_slot_acquire,
+    job_slot_release,
+    job_slots_in_use,
+    limits_reset_for_tests,
+    request_admit,
+)
+from billing.services.plans import PLAN_FEATURES, plan_change, plan_feature_check, plan_get
+from billing.services.quota import (
+    account_window_ensure,
+    ledger_adjust,
+    reservation_create,
+    reservation_release,
+    reservation_settle,
+)
+from billing.services.tenancy import membership_add, tenant_create, user_create
+from billing.services.topups import topup_grant, topup_purchase, topups_expire_due, topups_expire_lapsed
+
+__all__ = [
+    "API_KEY_LAST_USED_RESOLUTION",
+    "PLAN_FEATURES",
+    "UnknownPlan",
+    "account_window_ensure",
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_revoke_for_tenant",
+    "billing_period_close",
+    "custom_fee_add",
+    "invoice_draft_build",
+    "invoice_draft_refresh",
+    "invoice_finalize",
+    "invoice_mark_paid",
+    "invoice_void",
+    "job_slot_acquire",
+    "job_slot_release",
+    "job_slots_in_use",
+    "ledger_adjust",
+    "limits",
+    "limits_reset_for_tests",
+    "membership_add",
+    "plan_change",
+    "plan_feature_check",
+    "plan_get",
+    "request_admit",
+    "reservation_create",
+    "reservation_release",
+    "reservation_settle",
+    "tenant_create",
+    "topup_grant",
+    "topup_purchase",
+    "topups_expire_due",
+    "topups_expire_lapsed",
+    "user_create",
+]
