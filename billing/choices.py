@@ -1,4 +1,5 @@
-"""Billing's enumerations (plan periods, roles, reservation, ledger, payment, plan-change and invoice states): its public constants."""
+"""Billing's public constants: enumerations (plan periods, roles, reservation, ledger, payment,
+plan-change and invoice states) and the session key of the selected tenant."""
 
 from __future__ import annotations
 
@@ -64,3 +65,10 @@ class InvoiceLineKind(models.TextChoices):
     OVERAGE = "overage", "overage"
     GPU_RENTAL = "gpu_rental", "GPU rental"
     CUSTOM = "custom", "custom fee"
+
+
+# The session key under which a logged-in user's selected tenant id is remembered. The portal
+# writes it (switching organisation, accepting an invitation); the portal and the API's
+# session authentication read it through billing.selectors.tenant_for_user, which checks
+# the user still has a seat in that tenant.
+SESSION_TENANT_KEY = "tenant_id"

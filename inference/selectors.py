@@ -132,30 +132,38 @@ def job_wait_finished(*, job_id: int, timeout_s: float, run=None) -> SynthesisJo
 
 
 def usage_for_tenant(*, tenant, days: int = 30, now: dt.datetime | None = None) -> dict:
-    """Synthesis usage per UTC day for the last ``days`` days: tokens charged, jobs, audio and GPU seconds."""
+    """Synthesis usage per day in the tenant's time zone for the last ``days`` days (days with use only).
+
+    Tokens charged, jobs and GPU seconds per day are billing's one usage-per-day
+    (``billing.selectors.usage_by_day``: settled reservations, by the local day they settled);
+    audio seconds are those of the jobs that finished that day. ``jobs_by_status`` counts the
+    jobs created since the first day began.
+    """
+    from billing.selectors import usage_by_day, usage_since
+
     now = now or timezone.now()
-    since = (now - dt.timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    jobs = SynthesisJob.objects.filter(tenant=tenant, created_at__gte=since)
-    rows = (
-        jobs.filter(status=JobStatus.SUCCEEDED)
-        .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+    since = usage_since(tenant=tenant, days=days, now=now)
+    audio = dict(
+        SynthesisJob.objects.filter(tenant=tenant, status=JobStatus.SUCCEEDED, finished_at__gte=since)
+        .annotate(day=TruncDate("finished_at", tzinfo=tenant.tz))
         .values("day")
-        .annotate(
-            tokens=Sum("tokens"), jobs=Count("id"), audio_seconds=Sum("audio_seconds"), gpu_seconds=Sum("gpu_seconds")
-        )
-        .order_by("day")
+        .annotate(seconds=Sum("audio_seconds"))
+        .order_by()
+        .values_list("day", "seconds")
     )
-    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     days_out = [
         {
             "date": row["day"].isoformat(),
-            "tokens": int(row["tokens"] or 0),
-            "jobs": int(row["jobs"] or 0),
-            "audio_seconds": round(float(row["audio_seconds"] or 0.0), 3),
-            "gpu_seconds": round(float(row["gpu_seconds"] or 0.0), 3),
+            "tokens": row["tokens"],
+            "jobs": row["jobs"],
+            "audio_seconds": round(float(audio.get(row["day"]) or 0.0), 3),
+            "gpu_seconds": round(row["gpu_seconds"], 3),
         }
-        for row in rows
+        for row in usage_by_day(tenant=tenant, days=days, now=now)
+        if row["jobs"]
     ]
+    jobs = SynthesisJob.objects.filter(tenant=tenant, created_at__gte=since)
+    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
         "since": since.isoformat(),
         "days": days_out,

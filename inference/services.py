@@ -28,9 +28,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.services import limits as billing_limits
 from billing.errors import ReservationNotOpen
 from billing.metering import count_tokens
+from billing.services import limits as billing_limits
 from billing.services import plan_feature_check, reservation_create, reservation_release, reservation_settle
 from console.errors import Conflict, NotFound, VoxfleetError
 from fleetagent.models import Node, NodeState

@@ -5,13 +5,20 @@ Both end in one question every view asks: which tenant is this request for?
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing.models import ApiKey, Membership, Tenant
+from billing.choices import SESSION_TENANT_KEY
+from billing.selectors import tenant_for_user
 from billing.services import api_key_authenticate
+from console.credentials import bearer_token
 from console.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from billing.models import ApiKey, Tenant
 
 
 class ApiKeyPrincipal:
@@ -36,24 +43,16 @@ class ApiKeyPrincipal:
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer vf_…``; no header means "try the next authenticator"."""
 
-    keyword = "bearer"
-
     def authenticate(self, request):
-        header = get_authorization_header(request)
-        if not header:
+        token = bearer_token(get_authorization_header(request))
+        if token is None:
             return None
-        try:
-            parts = header.decode("latin-1").split()
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("The Authorization header is not readable.", code="invalid_api_key") from None
-        if not parts or parts[0].lower() != self.keyword:
-            return None
-        if len(parts) != 2:
+        if not token or len(token.split()) != 1:
             raise AuthenticationFailed(
                 "Use 'Authorization: Bearer <api key>' with exactly one key.", code="invalid_api_key"
             )
         try:
-            key = api_key_authenticate(plaintext=parts[1])
+            key = api_key_authenticate(plaintext=token)
         except NotFound:
             raise AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key") from None
         return ApiKeyPrincipal(key), key
@@ -65,26 +64,18 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 API_AUTHENTICATION = [ApiKeyAuthentication, SessionAuthentication]
 
-# The portal may remember which of a user's tenants is selected under this session key.
-SESSION_TENANT_KEY = "tenant_id"
-
 
 def request_tenant(request) -> Tenant:
     """The tenant the request acts for: the API key's, or the session user's (selected) one."""
-    auth = getattr(request, "auth", None)
-    if isinstance(auth, ApiKey):
-        tenant = auth.tenant
+    user = request.user
+    if isinstance(user, ApiKeyPrincipal):
+        tenant = user.tenant
     else:
-        user = request.user
-        memberships = Membership.objects.select_related("tenant__plan").filter(user=user).order_by("created_at", "id")
-        selected = getattr(request, "session", {}).get(SESSION_TENANT_KEY) if hasattr(request, "session") else None
-        membership = None
-        if selected is not None:
-            membership = memberships.filter(tenant_id=selected).first()
-        membership = membership or memberships.first()
-        if membership is None:
+        session = getattr(request, "session", None)
+        selected = session.get(SESSION_TENANT_KEY) if session is not None else None
+        tenant = tenant_for_user(user=user, tenant_id=selected)
+        if tenant is None:
             raise PermissionDenied("Your account is not a member of any tenant.", code="no_tenant")
-        tenant = membership.tenant
     if not tenant.is_active:
         raise PermissionDenied("This tenant is suspended.", code="tenant_inactive")
     return tenant

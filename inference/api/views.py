@@ -14,8 +14,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.selectors import USAGE_DAYS_MAX, quota_get
 from billing.services import request_admit
-from billing.selectors import quota_get
 from console.errors import PermissionDenied
 from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from inference.api.serializers import (
@@ -289,14 +289,14 @@ class QuotaView(TenantAPIView):
 class UsageView(TenantAPIView):
     @extend_schema(
         operation_id="usage_retrieve",
-        summary="Synthesis usage per day (tokens charged, jobs, audio and GPU seconds) and the quota",
+        summary="Usage per day in the tenant's time zone (tokens charged, jobs, audio and GPU seconds), and the quota",
         parameters=[OpenApiParameter("days", int, required=False, description="1–366, default 30")],
         responses={200: UsageSerializer, **ERROR_RESPONSES},
         tags=["usage"],
     )
     def get(self, request):
         try:
-            days = min(366, max(1, int(request.query_params.get("days", 30))))
+            days = min(USAGE_DAYS_MAX, max(1, int(request.query_params.get("days", 30))))
         except ValueError:
             days = 30
         tenant = self.tenant(request)
