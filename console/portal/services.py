@@ -1,4 +1,5 @@
-"""Portal writes: sign-up and member invitations (keyword-only, named <entity>_<action>).
+"""Portal writes: sign-up, member invitations, and a customer's own plan changes and top-ups
+(keyword-only, named <entity>_<action>), on top of billing's services.
 
 Invitations are signed, expiring tokens rather than rows: the link itself carries the
 tenant and the invited e-mail, so there is nothing to clean up and nothing to leak from
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,9 +19,21 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from billing.models import Membership, MembershipRole, Tenant
-from billing.services import membership_add, plan_get, tenant_create, user_create
+from billing.choices import MembershipRole, PlanChangeKind
+from billing.selectors import membership_exists_for_email, membership_role_get, tenant_get_active, tenant_get_by_name
+from billing.services import (
+    invoice_draft_refresh,
+    membership_add,
+    plan_change,
+    plan_get,
+    tenant_create,
+    topup_purchase,
+    user_create,
+)
 from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
+
+if TYPE_CHECKING:
+    from billing.models import PlanChange, Tenant, TopUp
 
 INVITATION_SALT = "voxfleet.portal.invitation"
 INVITATION_MAX_AGE_S = 7 * 24 * 3600
@@ -46,7 +60,7 @@ def signup_complete(*, username: str, email: str, password: str, organisation: s
     User = get_user_model()
     if User.objects.filter(username__iexact=username).exists():
         raise Conflict("That username is taken.", code="username_taken")
-    if Tenant.objects.filter(name__iexact=organisation).exists():
+    if tenant_get_by_name(name=organisation) is not None:
         raise Conflict("An organisation with that name already exists.", code="organisation_taken")
     try:
         zoneinfo.ZoneInfo(time_zone)
@@ -67,17 +81,12 @@ def signup_complete(*, username: str, email: str, password: str, organisation: s
     return user, tenant
 
 
-def membership_role(*, tenant: Tenant, user) -> str | None:
-    m = Membership.objects.filter(tenant=tenant, user=user).values_list("role", flat=True).first()
-    return m
-
-
 def invitation_create(*, tenant: Tenant, email: str, invited_by) -> str:
     """A signed token for an invitation link; only the tenant's owner may invite."""
-    if membership_role(tenant=tenant, user=invited_by) != MembershipRole.OWNER:
+    if membership_role_get(tenant=tenant, user=invited_by) != MembershipRole.OWNER:
         raise PermissionDenied("Only the organisation's owner can invite members.")
     email = email.strip().lower()
-    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+    if membership_exists_for_email(tenant=tenant, email=email):
         raise Conflict(f"{email} is already a member of {tenant.name}.", code="already_member")
     return signing.dumps(
         {"t": tenant.pk, "e": email, "by": invited_by.get_username()}, salt=INVITATION_SALT, compress=True
@@ -107,7 +116,7 @@ def invitation_read(*, token: str) -> Invitation:
         raise InvitationInvalid("This invitation has expired; ask for a new one.") from None
     except signing.BadSignature:
         raise InvitationInvalid("This invitation link is not valid.") from None
-    tenant = Tenant.objects.filter(pk=data["t"], is_active=True).first()
+    tenant = tenant_get_active(tenant_id=data["t"])
     if tenant is None:
         raise NotFound("The organisation of this invitation no longer exists.")
     return Invitation(tenant=tenant, email=data["e"], invited_by=data["by"])
@@ -130,3 +139,22 @@ def invitation_accept(*, token: str, user=None, username: str = "", password: st
     except Conflict:
         raise Conflict(f"You are already a member of {invitation.tenant.name}.", code="already_member") from None
     return user, invitation.tenant
+
+
+# --- a customer's own plan changes and top-ups ------------------------------------------
+
+
+def plan_change_request(*, tenant: Tenant, plan_code: str) -> PlanChange:
+    """The owner's plan change from the plan page (billing's rules); an upgrade's prorated
+    charge goes on this month's draft invoice at once, so the invoice page shows it."""
+    change = plan_change(tenant=tenant, plan_code=plan_code)
+    if change.kind == PlanChangeKind.UPGRADE and change.prorated_amount:
+        invoice_draft_refresh(tenant=tenant)
+    return change
+
+
+def topup_buy(*, tenant: Tenant, pack_code: str, idempotency_key: str | None = None) -> TopUp:
+    """The owner buys a top-up pack; its charge goes on this month's draft invoice at once."""
+    topup = topup_purchase(tenant=tenant, pack_code=pack_code, idempotency_key=idempotency_key)
+    invoice_draft_refresh(tenant=tenant)
+    return topup
