@@ -17,9 +17,9 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.services import limits
 from billing.models import TokenReservation
 from billing.selectors import quota_get
+from billing.services import limits
 from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import Node, NodeState

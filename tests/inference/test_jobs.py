@@ -13,11 +13,10 @@ from django.conf import settings as django_settings
 from django.db.models import F
 from django.utils import timezone
 
-from billing.services import limits
 from billing.errors import FeatureNotInPlan, InsufficientQuota, RateLimited
 from billing.metering import count_tokens
 from billing.selectors import quota_get
-from billing.services import reservation_create
+from billing.services import limits, reservation_create
 from console.errors import NotFound, VoxfleetError
 from fleetagent.models import Node, NodeState
 from fleetagent.services import node_create
