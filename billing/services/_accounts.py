@@ -32,6 +32,7 @@ def account_lock(tenant_id: int) -> BillingAccount:
 
 
 def ledger_row(tenant_id: int, kind: str, bucket: str, **fields) -> LedgerEntry:
+    """An unsaved ledger row: callers bulk-create it in the transaction that moves its counter."""
     return LedgerEntry(tenant_id=tenant_id, kind=kind, bucket=bucket, **fields)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 @transaction.atomic
 def tenant_create(*, name: str, plan: Plan, owner, time_zone: str = "UTC", billing_email: str = "") -> Tenant:
+    """A new tenant on ``plan`` with ``owner`` seated as its owner, and its (empty) billing account."""
     tenant = Tenant(name=name, slug=slugify(name)[:64] or "tenant", plan=plan, time_zone=time_zone)
     tenant.billing_email = billing_email or getattr(owner, "email", "")
     tenant.full_clean()
@@ -36,6 +37,7 @@ def membership_add(*, tenant: Tenant, user, role: str = MembershipRole.MEMBER) -
 
 
 def user_create(*, username: str, password: str, email: str = "", is_staff: bool = False):
+    """A login (staff are superusers too: the admin is their console)."""
     user = get_user_model()(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
     user.set_password(password)
     user.save()
