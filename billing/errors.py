@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.errors import Conflict, NotFound, VoxfleetError
+from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
 
 
 class FeatureNotInPlan(VoxfleetError):
@@ -68,3 +68,16 @@ class PaymentFailed(VoxfleetError):
 
 class LedgerImmutable(Conflict):
     code = "ledger_immutable"
+
+
+class TenantSuspended(PermissionDenied):
+    """A suspended tenant (``is_active=False``) may read and pay, not buy, mint keys or change plan."""
+
+    code = "tenant_inactive"
+
+
+class InvitationInvalid(VoxfleetError):
+    """An invitation link that is unknown, used, withdrawn or expired."""
+
+    code = "invitation_invalid"
+    status = 400

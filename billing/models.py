@@ -119,6 +119,45 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} ({self.role})"
 
 
+class Invitation(models.Model):
+    """An owner's invitation to join a tenant: for one e-mail, used once, expiring, revocable.
+
+    The link carries a random secret; only its SHA-256 is kept (like API keys), looked up by
+    its public prefix.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Only an account with this address can accept (any case).")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~(models.Q(accepted_at__isnull=False) & models.Q(revoked_at__isnull=False)),
+                name="invitation_accepted_or_revoked",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "accepted_at", "revoked_at"], name="invitation_tenant_open")]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.tenant_id}"
+
+    def is_open(self, now=None) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and (now or timezone.now()) < self.expires_at
+
+
 class ApiKey(models.Model):
     """A tenant's API credential: the secret is shown once and only its SHA-256 is kept."""
 
@@ -412,7 +451,15 @@ class Invoice(models.Model):
     period_end = models.DateField(help_text="Exclusive: the first day of the next month.")
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     currency = models.CharField(max_length=3, default="USD")
-    total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    total = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0.00"), help_text="Everything the month charged."
+    )
+    amount_prepaid = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        help_text="Part of the total already paid when it was bought (top-up packs); not charged again.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     finalized_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -424,6 +471,10 @@ class Invoice(models.Model):
         ordering = ["-period_start", "tenant__name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "period_start"], name="invoice_unique_tenant_period"),
+            models.CheckConstraint(
+                condition=models.Q(amount_prepaid__gte=0) & models.Q(amount_prepaid__lte=models.F("total")),
+                name="invoice_prepaid_within_total",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -452,6 +503,11 @@ class Invoice(models.Model):
             raise InvoiceImmutable(f"Invoice {self.number} is {self.status} and cannot be deleted.")
         return super().delete(*args, **kwargs)
 
+    @property
+    def amount_due(self) -> Decimal:
+        """What paying the invoice charges: the total less what was paid at purchase."""
+        return self.total - self.amount_prepaid
+
 
 class InvoiceLine(models.Model):
     """One line of an invoice: quantity x unit price = amount, in the invoice's currency."""
@@ -462,6 +518,9 @@ class InvoiceLine(models.Model):
     quantity = models.DecimalField(max_digits=16, decimal_places=4)
     unit_price = models.DecimalField(max_digits=12, decimal_places=4)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
+    # The payment that already settled this line when it was bought (a top-up pack): the
+    # line is on the invoice for the record, its amount is in amount_prepaid, never charged again.
+    prepaid_by = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:

@@ -29,6 +29,7 @@ from billing.selectors.invoices import invoice_get_for_user, invoice_lines_compu
 from billing.selectors.plans import plan_change_pending, plan_list, plan_list_offered
 from billing.selectors.quota import QuotaStatus, quota_get
 from billing.selectors.tenancy import (
+    invitation_list_open_for_tenant,
     membership_exists_for_email,
     membership_for_user,
     membership_list_for_tenant,
@@ -53,6 +54,7 @@ __all__ = [
     "economics_by_tenant",
     "gpu_cost",
     "gpu_cost_rates",
+    "invitation_list_open_for_tenant",
     "invoice_get_for_user",
     "invoice_lines_compute",
     "invoice_list_for_tenant",

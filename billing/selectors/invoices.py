@@ -59,15 +59,26 @@ def _plan_at(tenant: Tenant, when: dt.datetime) -> Plan:
     return after.from_plan if after is not None else tenant.plan
 
 
-def _line(kind: str, description: str, quantity, unit_price) -> dict:
+def _line(kind: str, description: str, quantity, unit_price, *, prepaid_by_id: int | None = None) -> dict:
     quantity, unit_price = Decimal(quantity), Decimal(unit_price)
     amount = (quantity * unit_price).quantize(CENT, ROUND_HALF_UP)
-    return {"kind": kind, "description": description, "quantity": quantity, "unit_price": unit_price, "amount": amount}
+    return {
+        "kind": kind,
+        "description": description,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "amount": amount,
+        "prepaid_by_id": prepaid_by_id,
+    }
 
 
 def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str, list[dict]]:
-    """The currency and line items a tenant owes for the calendar month starting ``period_start``
-    (in its time zone). Read-only: used by invoices and by the revenue selectors."""
+    """The currency and line items a tenant was charged for the calendar month starting
+    ``period_start`` (in its time zone). Read-only: used by invoices and by the revenue selectors.
+
+    A top-up pack bought through the payment provider was paid when it was bought: its line
+    names that payment (``prepaid_by_id``), so the invoice lists it without charging it again.
+    """
     first, next_first = month_bounds(period_start)
     tz = tenant.tz
     start = dt.datetime.combine(first, dt.time(0), tzinfo=tz)
@@ -93,7 +104,10 @@ def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str
         tenant_id=tenant.pk, purchased_at__gte=start, purchased_at__lt=end, price__gt=0
     ).select_related("pack"):
         name = topup.pack.name if topup.pack else f"{topup.tokens} tokens"
-        lines.append(_line(InvoiceLineKind.TOPUP, f"Top-up pack {name}", 1, topup.price))
+        paid = " (paid at purchase)" if topup.payment_id else ""
+        lines.append(
+            _line(InvoiceLineKind.TOPUP, f"Top-up pack {name}{paid}", 1, topup.price, prepaid_by_id=topup.payment_id)
+        )
     settled = TokenReservation.objects.filter(
         tenant_id=tenant.pk, status=ReservationStatus.SETTLED, settled_at__gte=start, settled_at__lt=end
     )

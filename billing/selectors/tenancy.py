@@ -7,7 +7,9 @@ if the user still has a seat there, else the user's oldest seat.
 
 from __future__ import annotations
 
-from billing.models import Membership, Tenant
+from django.utils import timezone
+
+from billing.models import Invitation, Membership, Tenant
 
 
 def membership_for_user(*, user, tenant_id=None) -> Membership | None:
@@ -68,3 +70,14 @@ def tenant_get_active(*, tenant_id) -> Tenant | None:
 def tenant_list() -> list[Tenant]:
     """Every tenant with its plan, by name (the staff overview)."""
     return list(Tenant.objects.select_related("plan").order_by("name"))
+
+
+def invitation_list_open_for_tenant(*, tenant: Tenant, now=None) -> list[Invitation]:
+    """The tenant's invitations still waiting for an answer (unused, not withdrawn, unexpired)."""
+    return list(
+        Invitation.objects.filter(
+            tenant_id=tenant.pk, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now or timezone.now()
+        )
+        .select_related("invited_by")
+        .order_by("-created_at")
+    )

@@ -1,6 +1,6 @@
 """Billing writes (keyword-only, ``<entity>_<action>``), one module per sub-domain.
 
-    tenancy   tenants, users, memberships
+    tenancy   tenants, users, memberships, invitations
     api_keys  API keys: create, authenticate, revoke
     quota     allowance windows, reserve -> settle / release, ledger adjustments
     topups    top-up purchases, grants and expiry
@@ -49,11 +49,22 @@ from billing.services.quota import (
     reservation_release,
     reservation_settle,
 )
-from billing.services.tenancy import membership_add, tenant_create, user_create
+from billing.services.tenancy import (
+    INVITATION_VALID_FOR,
+    invitation_accept,
+    invitation_check,
+    invitation_create,
+    invitation_revoke,
+    membership_add,
+    membership_remove,
+    tenant_create,
+    user_create,
+)
 from billing.services.topups import topup_grant, topup_purchase, topups_expire_due, topups_expire_lapsed
 
 __all__ = [
     "API_KEY_LAST_USED_RESOLUTION",
+    "INVITATION_VALID_FOR",
     "PLAN_FEATURES",
     "UnknownPlan",
     "account_window_ensure",
@@ -68,6 +79,10 @@ __all__ = [
     "invoice_finalize",
     "invoice_mark_paid",
     "invoice_void",
+    "invitation_accept",
+    "invitation_check",
+    "invitation_create",
+    "invitation_revoke",
     "job_slot_acquire",
     "job_slot_release",
     "job_slots_in_use",
@@ -75,6 +90,7 @@ __all__ = [
     "limits",
     "limits_reset_for_tests",
     "membership_add",
+    "membership_remove",
     "plan_change",
     "plan_feature_check",
     "plan_get",

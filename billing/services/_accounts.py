@@ -12,8 +12,8 @@ import datetime as dt
 from django.db import IntegrityError, transaction
 
 from billing.choices import LedgerBucket, LedgerKind, PlanChangeKind
-from billing.errors import InvalidAmount
-from billing.models import BillingAccount, LedgerEntry, PlanChange, TopUp
+from billing.errors import InvalidAmount, TenantSuspended
+from billing.models import BillingAccount, LedgerEntry, PlanChange, Tenant, TopUp
 from billing.periods import allowance_window
 
 
@@ -29,6 +29,12 @@ def account_lock(tenant_id: int) -> BillingAccount:
             pass  # another transaction created it first; its row is what we lock
         account = qs.get(tenant_id=tenant_id)
     return account
+
+
+def tenant_active_check(tenant_id: int, *, action: str) -> None:
+    """Refuse ``action`` for a suspended tenant, read from the database (a caller's Tenant may be stale)."""
+    if not Tenant.objects.filter(pk=tenant_id, is_active=True).exists():
+        raise TenantSuspended(f"This organisation is suspended: it cannot {action}. Contact support.")
 
 
 def ledger_row(tenant_id: int, kind: str, bucket: str, **fields) -> LedgerEntry:

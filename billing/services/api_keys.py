@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import ApiKey
+from billing.services._accounts import tenant_active_check
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import NotFound
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def api_key_create(*, tenant: Tenant, name: str, created_by=None) -> tuple[ApiKey, str]:
-    """Returns the stored key and its plaintext, which is never retrievable again."""
+    """Returns the stored key and its plaintext, which is never retrievable again (not for a suspended tenant)."""
+    tenant_active_check(tenant.pk, action="create API keys")
     cred = credential_generate("vf")
     key = ApiKey.objects.create(
         tenant=tenant, name=name, prefix=cred.prefix, secret_hash=cred.secret_hash, created_by=created_by

@@ -52,7 +52,8 @@ def invoice_draft_build(*, tenant: Tenant, period_start: dt.date) -> Invoice:
         )
         invoice.currency = currency
         invoice.total = sum((line["amount"] for line in lines), Decimal("0.00"))
-        invoice.save(update_fields=["currency", "total"])
+        invoice.amount_prepaid = sum((line["amount"] for line in lines if line["prepaid_by_id"]), Decimal("0.00"))
+        invoice.save(update_fields=["currency", "total", "amount_prepaid"])
         return invoice
 
 
@@ -83,7 +84,9 @@ def invoice_finalize(*, invoice_id: int, now=None) -> Invoice:
 
 
 def invoice_mark_paid(*, invoice_id: int, provider=None, now=None) -> Invoice:
-    """finalized -> paid, charging the total through the payment provider (nothing to charge: no call)."""
+    """finalized -> paid, charging what is due (the total less lines paid at purchase, such as
+    top-up packs) through the payment provider; nothing due: no call. A suspended tenant
+    can still pay."""
     with transaction.atomic():
         invoice = _invoice_lock(invoice_id)
         if invoice.status != InvoiceStatus.FINALIZED:
@@ -92,12 +95,13 @@ def invoice_mark_paid(*, invoice_id: int, provider=None, now=None) -> Invoice:
                 code="invalid_invoice_state",
             )
     payment = None
-    if invoice.total > 0:
+    due = invoice.amount_due
+    if due > 0:
         provider = provider or payment_provider_get()
         key = f"invoice:{invoice.pk}"
         result = provider.charge(
             tenant_id=invoice.tenant_id,
-            amount=invoice.total,
+            amount=due,
             currency=invoice.currency,
             description=f"Invoice {invoice.number}",
             idempotency_key=key,
@@ -109,14 +113,14 @@ def invoice_mark_paid(*, invoice_id: int, provider=None, now=None) -> Invoice:
         invoice = _invoice_lock(invoice_id)
         if invoice.status != InvoiceStatus.FINALIZED:
             raise InvoiceImmutable(f"Invoice {invoice.number} is already {invoice.status}.")
-        if invoice.total > 0:
+        if due > 0:
             payment, _ = Payment.objects.get_or_create(
                 idempotency_key=f"invoice:{invoice.pk}",
                 defaults={
                     "tenant_id": invoice.tenant_id,
                     "provider": provider.name,
                     "reference": result.reference[:128],
-                    "amount": invoice.total,
+                    "amount": due,
                     "currency": invoice.currency,
                     "status": PaymentStatus.SUCCEEDED,
                     "purpose": f"invoice {invoice.number}",
@@ -171,15 +175,15 @@ def custom_fee_add(*, tenant: Tenant, description: str, amount, period_month: dt
 
 
 def billing_period_close(*, period_start: dt.date, finalize: bool = True, now=None, progress=None) -> dict:
-    """Build (and finalize) every active tenant's invoice for a month that has ended in its time zone.
+    """Build (and finalize) every tenant's invoice for a month that has ended in its time zone.
 
-    Idempotent: tenants whose invoice is already finalized are skipped, drafts are rebuilt.
+    Suspended tenants are closed too: what they used before the suspension is still owed. Idempotent: tenants whose invoice is already finalized are skipped, drafts are rebuilt.
     Due downgrades are applied first. ``progress`` is an optional callable per tenant (CLI bar).
     """
     first, next_first = month_bounds(period_start)
     now = now or timezone.now()
     counts = {"finalized": 0, "drafted": 0, "skipped": 0, "not_over": 0}
-    for tenant in Tenant.objects.filter(is_active=True).select_related("plan").order_by("pk"):
+    for tenant in Tenant.objects.select_related("plan").order_by("pk"):
         if now < dt.datetime.combine(next_first, dt.time(0), tzinfo=tenant.tz):
             counts["not_over"] += 1
         else:

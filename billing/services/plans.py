@@ -22,7 +22,7 @@ from billing.pricing import (
     proration_fraction,
     proration_tokens,
 )
-from billing.services._accounts import account_lock, window_close, window_ensure, window_open
+from billing.services._accounts import account_lock, tenant_active_check, window_close, window_ensure, window_open
 from console.errors import VoxfleetError
 
 if TYPE_CHECKING:
@@ -68,8 +68,10 @@ def plan_change(
     """Upgrade at once (prorated charge and allowance for the rest of the month) or schedule a
     downgrade for the end of the billing month. Asking for the current plan cancels a pending downgrade.
     Plans a customer may not pick themselves (billing.pricing: Enterprise, a contract) are
-    only assigned by staff."""
+    only assigned by staff; a suspended tenant's plan is changed by staff only."""
     new_plan = plan_get(code=plan_code)
+    if not by_staff:
+        tenant_active_check(tenant.pk, action="change its plan")
     if not by_staff and new_plan.pk != tenant.plan_id and not plan_self_service_allowed(plan=new_plan):
         raise InvalidPlanChange(f"The {new_plan.name} plan is arranged by contract; contact sales to move to it.")
     now = now or timezone.now()

@@ -17,7 +17,7 @@ from billing.choices import LedgerBucket, LedgerKind, PaymentStatus
 from billing.errors import PaymentFailed, TopUpExpired
 from billing.models import LedgerEntry, Payment, Tenant, TopUp, TopUpPack
 from billing.payments import payment_provider_get
-from billing.services._accounts import account_lock, positive_tokens, topups_expire_locked
+from billing.services._accounts import account_lock, positive_tokens, tenant_active_check, topups_expire_locked
 from billing.services.plans import plan_feature_check
 from console.errors import NotFound
 
@@ -92,6 +92,7 @@ def topup_purchase(
     pack = TopUpPack.objects.filter(code=pack_code, is_active=True).first()
     if pack is None:
         raise NotFound(f"There is no top-up pack {pack_code!r}.", code="unknown_topup_pack")
+    tenant_active_check(tenant.pk, action="buy top-ups")
     plan_feature_check(tenant=tenant, language="", features={"topup"})
     idempotency_key = idempotency_key or f"topup:{tenant.pk}:{uuid.uuid4().hex}"
     key = f"topup:{tenant.pk}:{idempotency_key}"[:160]

@@ -1,48 +1,43 @@
 """Portal writes: sign-up, member invitations, and a customer's own plan changes and top-ups
 (keyword-only, named <entity>_<action>), on top of billing's services.
 
-Invitations are signed, expiring tokens rather than rows: the link itself carries the
-tenant and the invited e-mail, so there is nothing to clean up and nothing to leak from
-the database. A link can be used once per e-mail (the membership then exists).
+Invitations are billing's rows (billing.services.invitation_*): one e-mail, used once,
+expiring and revocable; the link carries a secret kept only as a hash.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from billing.choices import MembershipRole, PlanChangeKind
-from billing.selectors import membership_exists_for_email, membership_role_get, tenant_get_active, tenant_get_by_name
+from billing.choices import PlanChangeKind
+from billing.selectors import tenant_get_by_name
 from billing.services import (
+    INVITATION_VALID_FOR,
+    invitation_check,
     invoice_draft_refresh,
-    membership_add,
     plan_change,
     plan_get,
     tenant_create,
     topup_purchase,
     user_create,
 )
-from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
+from billing.services import invitation_accept as billing_invitation_accept
+from billing.services import invitation_create as billing_invitation_create
+from console.errors import Conflict, VoxfleetError
 
 if TYPE_CHECKING:
     from billing.models import PlanChange, Tenant, TopUp
 
-INVITATION_SALT = "voxfleet.portal.invitation"
-INVITATION_MAX_AGE_S = 7 * 24 * 3600
 SIGNUP_PLAN_CODE = "free"
-
-
-class InvitationInvalid(VoxfleetError):
-    code = "invitation_invalid"
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -52,6 +47,7 @@ class Invitation:
     tenant: Tenant
     email: str
     invited_by: str
+    expires_at: dt.datetime
 
 
 @transaction.atomic
@@ -82,26 +78,22 @@ def signup_complete(*, username: str, email: str, password: str, organisation: s
 
 
 def invitation_create(*, tenant: Tenant, email: str, invited_by) -> str:
-    """A signed token for an invitation link; only the tenant's owner may invite."""
-    if membership_role_get(tenant=tenant, user=invited_by) != MembershipRole.OWNER:
-        raise PermissionDenied("Only the organisation's owner can invite members.")
-    email = email.strip().lower()
-    if membership_exists_for_email(tenant=tenant, email=email):
-        raise Conflict(f"{email} is already a member of {tenant.name}.", code="already_member")
-    return signing.dumps(
-        {"t": tenant.pk, "e": email, "by": invited_by.get_username()}, salt=INVITATION_SALT, compress=True
-    )
+    """The secret token of a new invitation link (billing's rules: owners only, one e-mail,
+    single use, expiring, revocable)."""
+    _, token = billing_invitation_create(tenant=tenant, email=email, invited_by=invited_by)
+    return token
 
 
 def invitation_send(*, tenant: Tenant, email: str, invited_by, base_url: str | None = None) -> str:
     """Create an invitation and e-mail its link. Returns the link (shown to the owner too)."""
     token = invitation_create(tenant=tenant, email=email, invited_by=invited_by)
     link = (base_url or settings.PUBLIC_URL).rstrip("/") + reverse("portal:invite_accept", args=[token])
+    days = INVITATION_VALID_FOR.days
     send_mail(
         subject=f"You are invited to {tenant.name} on Voxfleet",
         message=(
             f"{invited_by.get_username()} invited you to join {tenant.name} on Voxfleet.\n\n"
-            f"Accept the invitation here (valid for 7 days):\n{link}\n"
+            f"Accept the invitation here (valid for {days} days, once, for {email.strip().lower()}):\n{link}\n"
         ),
         from_email=None,
         recipient_list=[email],
@@ -110,35 +102,19 @@ def invitation_send(*, tenant: Tenant, email: str, invited_by, base_url: str | N
 
 
 def invitation_read(*, token: str) -> Invitation:
-    try:
-        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE_S)
-    except signing.SignatureExpired:
-        raise InvitationInvalid("This invitation has expired; ask for a new one.") from None
-    except signing.BadSignature:
-        raise InvitationInvalid("This invitation link is not valid.") from None
-    tenant = tenant_get_active(tenant_id=data["t"])
-    if tenant is None:
-        raise NotFound("The organisation of this invitation no longer exists.")
-    return Invitation(tenant=tenant, email=data["e"], invited_by=data["by"])
+    invitation = invitation_check(token=token)
+    return Invitation(
+        tenant=invitation.tenant,
+        email=invitation.email,
+        invited_by=invitation.invited_by.get_username() if invitation.invited_by else "",
+        expires_at=invitation.expires_at,
+    )
 
 
-@transaction.atomic
 def invitation_accept(*, token: str, user=None, username: str = "", password: str = ""):
-    """Join the invited tenant as a member: as ``user`` if logged in, else as a new user.
-
-    Returns (user, tenant).
-    """
-    invitation = invitation_read(token=token)
-    if user is None:
-        User = get_user_model()
-        if User.objects.filter(username__iexact=username).exists():
-            raise Conflict("That username is taken.", code="username_taken")
-        user = user_create(username=username, password=password, email=invitation.email)
-    try:
-        membership_add(tenant=invitation.tenant, user=user)
-    except Conflict:
-        raise Conflict(f"You are already a member of {invitation.tenant.name}.", code="already_member") from None
-    return user, invitation.tenant
+    """Join the invited tenant as a member: as ``user`` if logged in (with the invited
+    e-mail), else as a new user. Returns (user, tenant)."""
+    return billing_invitation_accept(token=token, user=user, username=username, password=password)
 
 
 # --- a customer's own plan changes and top-ups ------------------------------------------

@@ -152,7 +152,11 @@ def test_csv_and_pdf_render(make_tenant):
     text = invoice_render_csv(invoice)
     assert invoice.number in text and "声音科技 Ltd" in text
     assert "subscription" in text and "2000.00" in text and "10.50" in text
-    assert text.strip().splitlines()[-1] == "total,,,,2010.50"
+    assert text.strip().splitlines()[-3:] == [
+        "total,,,,2010.50,",
+        "paid_at_purchase,,,,0.00,",
+        "amount_due,,,,2010.50,",
+    ]
     pdf = invoice_render_pdf(invoice)
     assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
 

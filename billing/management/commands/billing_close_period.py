@@ -25,7 +25,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--period must look like 2026-10, got {period!r}") from None
         else:
             first = month_previous(timezone.now().date())
-        total = Tenant.objects.filter(is_active=True).count()
+        total = Tenant.objects.count()
         # The bar goes to the command's raw stderr stream (OutputWrapper would add a newline per update).
         stream = getattr(self.stderr, "_out", self.stderr)
         with tqdm(total=total, desc=f"closing {first:%Y-%m}", unit="tenant", disable=no_progress, file=stream) as bar:

@@ -25,7 +25,7 @@ from console.portal.views.invoices import invoices
 from console.portal.views.plan import plan, plan_change_view
 from console.portal.views.playground import playground, playground_quote
 from console.portal.views.staff import staff_overview
-from console.portal.views.team import team
+from console.portal.views.team import invitation_revoke_view, member_remove_view, team
 from console.portal.views.topups import topup_buy
 from console.portal.views.voices import voice_delete_view, voices
 
@@ -33,9 +33,11 @@ __all__ = [
     "api_key_revoke_view",
     "api_keys",
     "dashboard",
+    "invitation_revoke_view",
     "invite_accept",
     "invoices",
     "job_audio",
+    "member_remove_view",
     "owner_required",
     "plan",
     "plan_change_view",

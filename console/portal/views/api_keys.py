@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from billing.selectors import api_key_list_for_tenant
 from billing.services import api_key_create, api_key_revoke_for_tenant
-from console.errors import NotFound
+from console.errors import NotFound, VoxfleetError
 from console.portal import forms
 from console.portal.views._access import tenant_required
 
@@ -19,9 +19,15 @@ def api_keys(request):
     form = forms.ApiKeyForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        key, new_key = api_key_create(tenant=request.tenant, name=form.cleaned_data["name"], created_by=request.user)
-        messages.success(request, f"Key “{key.name}” created. Copy it now: it is shown only once.")
-        form = forms.ApiKeyForm()
+        try:
+            key, new_key = api_key_create(
+                tenant=request.tenant, name=form.cleaned_data["name"], created_by=request.user
+            )
+        except VoxfleetError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Key “{key.name}” created. Copy it now: it is shown only once.")
+            form = forms.ApiKeyForm()
     keys = api_key_list_for_tenant(tenant=request.tenant)
     return render(request, "portal/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
 
