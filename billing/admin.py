@@ -4,11 +4,13 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from billing import services
+from billing.choices import PlanChangeKind
 from billing.models import (
     ApiKey,
     BillingAccount,
     CustomFee,
     GpuCostRate,
+    Invitation,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -92,13 +94,63 @@ class BillingAccountInline(admin.StackedInline):
     ]
 
 
+def _plan_change_action(code: str, name: str):
+    def action(modeladmin, request, queryset):
+        done = 0
+        for tenant in queryset.select_related("plan"):
+            try:
+                change = services.plan_change(tenant=tenant, plan_code=code, by_staff=True)
+                if change.kind == PlanChangeKind.UPGRADE and change.prorated_amount:
+                    services.invoice_draft_refresh(tenant=tenant)
+                done += 1
+            except VoxfleetError as exc:
+                modeladmin.message_user(request, f"{tenant.name}: {exc.message}", messages.ERROR)
+        if done:
+            modeladmin.message_user(
+                request,
+                f"Plan change to {name} requested for {done} tenant(s) (upgrades now, downgrades at month end).",
+            )
+
+    action.__name__ = f"plan_change_to_{code}"
+    return action, action.__name__, f"Change plan to {name} (plan-change service: prorated, ledgered)"
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    """The plan is read-only here: it changes only through the plan-change service (the actions)."""
+
     list_display = ["name", "plan", "time_zone", "is_active", "created_at"]
     list_filter = ["plan", "is_active", "time_zone"]
     search_fields = ["name", "slug", "billing_email"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline, BillingAccountInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # On a new tenant the plan is its starting plan; afterwards only the plan-change service moves it.
+        return ["plan", "created_at"] if obj is not None else ["created_at"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if obj is None else {}
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # tenants own ledger rows and invoices (PROTECT); suspend with is_active instead
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for plan in Plan.objects.order_by("sort_order", "name"):
+            action, name, description = _plan_change_action(plan.code, plan.name)
+            actions[name] = (action, name, description)
+        return actions
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    """Sent from the portal's team page (owners), accepted once, withdrawn there."""
+
+    list_display = ["email", "tenant", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = [("accepted_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email", "tenant__name"]
+    exclude = ["secret_hash"]
 
 
 @admin.register(ApiKey)
@@ -106,8 +158,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["prefix", "name", "tenant", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "tenant__name"]
-    readonly_fields = ["prefix", "secret_hash", "created_at", "last_used_at", "revoked_at"]
+    # A key belongs to its tenant for good: keys are minted by api_key_create (portal), revoked here.
+    readonly_fields = ["tenant", "prefix", "secret_hash", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: jobs keep pointing at the key that made them
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
@@ -218,21 +277,21 @@ class GpuCostRateAdmin(admin.ModelAdmin):
 
 
 class InvoiceLineInline(admin.TabularInline):
+    """Lines are money: computed from usage by invoice_draft_build ("Rebuild"), never typed in."""
+
     model = InvoiceLine
     extra = 0
-    fields = ["position", "kind", "description", "quantity", "unit_price", "amount"]
-
-    def _editable(self, obj):
-        return obj is not None and obj.status == InvoiceStatus.DRAFT
+    fields = ["position", "kind", "description", "quantity", "unit_price", "amount", "prepaid_by"]
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
-        return self._editable(obj)
+        return False
 
     def has_change_permission(self, request, obj=None):
-        return self._editable(obj)
+        return False
 
     def has_delete_permission(self, request, obj=None):
-        return self._editable(obj)
+        return False
 
 
 @admin.register(Invoice)
@@ -250,6 +309,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         "status",
         "currency",
         "total",
+        "amount_prepaid",
         "created_at",
         "finalized_at",
         "paid_at",
@@ -263,7 +323,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         return False  # invoices come from billing_close_period / invoice_draft_build
 
     def has_delete_permission(self, request, obj=None):
-        return obj is not None and obj.status == InvoiceStatus.DRAFT
+        return False  # a draft is rebuilt, a finalized one voided: invoice numbers are never reused
 
     def _each(self, request, queryset, fn, verb):
         done = 0

@@ -51,3 +51,6 @@ class SynthesisJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a job is the record of a charge (its reservation and ledger rows)
