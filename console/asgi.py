@@ -13,10 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from console.embedded import embedded_start, embedded_stop  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+from console.uploads import body_cap_asgi  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": body_cap_asgi(django_asgi_app),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

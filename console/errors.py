@@ -48,6 +48,24 @@ class Conflict(VoxfleetError):
     status = 409
 
 
+class RequestBodyTooLarge(VoxfleetError):
+    """The request body (or one uploaded file) is over the cap; refused while it streams in."""
+
+    code = "request_too_large"
+    status = 413
+
+
+class ServiceUnavailable(VoxfleetError):
+    """A part the request needs (e.g. Redis for rate limits) is unreachable; retry later."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 5, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
 def api_exception_handler(exc, context):
     """DRF handler: VoxfleetError and DRF's own errors share one JSON shape."""
     if isinstance(exc, VoxfleetError):

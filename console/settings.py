@@ -18,6 +18,7 @@ from console.env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_header_pair,
     env_int,
     env_list,
     env_path,
@@ -30,6 +31,9 @@ VAR_DIR = env_path("VOXFLEET_VAR_DIR", BASE_DIR / "var")
 
 PRODUCTION = env_bool("VOXFLEET_PRODUCTION", False)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG pages print settings, SQL and tracebacks to anyone: never behind a public URL.
+    raise ImproperlyConfigured("DEBUG must be off when VOXFLEET_PRODUCTION=1 (unset DEBUG or set DEBUG=0)")
 
 
 def _secret_key() -> str:
@@ -112,6 +116,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "console.uploads.RequestBodyCapMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -218,8 +223,31 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-SESSION_COOKIE_SECURE = PRODUCTION
-CSRF_COOKIE_SECURE = PRODUCTION
+# HTTPS: production defaults on, each overridable. Behind a TLS-terminating proxy set
+# SECURE_PROXY_SSL_HEADER to the header it sets (e.g. "HTTP_X_FORWARDED_PROTO,https"); only
+# when the proxy always sets or strips it, or clients could claim HTTPS.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = env_header_pair("SECURE_PROXY_SSL_HEADER")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+
+# Request bodies (console/uploads.py): capped while streaming, before parsing or decoding.
+# The largest legitimate body is a 10 MB prompt-audio upload plus its multipart envelope.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 11 * 1024 * 1024, minimum=1024)
+UPLOAD_FILE_MAX_BYTES = env_int("UPLOAD_FILE_MAX_BYTES", 10 * 1024 * 1024 + 64 * 1024, minimum=1024)
+# Non-file fields (JSON and form bodies) held in memory; an upload over this goes to a temp file.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+FILE_UPLOAD_HANDLERS = [
+    "console.uploads.CappedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 LOGGING = {
     "version": 1,
