@@ -3,10 +3,16 @@
 With ``settings.REDIS_URL`` the counters live in Redis and each check is one atomic Lua
 script, so every console process and worker shares them; on the embedded default they live
 in this process behind a lock (there is only one process).
+
+When Redis cannot be reached the limits fail closed: admitting a request or taking a job
+slot raises ``ServiceUnavailable`` (HTTP 503 with ``Retry-After``) within
+``LIMITS_REDIS_TIMEOUT_S``, rather than serving unlimited traffic or an HTML 500. Giving a
+slot back only logs: the slot's TTL reclaims it, and the job's money is already settled.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -15,11 +21,17 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from billing.errors import RateLimited
+from console.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from billing.models import Tenant
 
+log = logging.getLogger(__name__)
+
 WINDOW_S = 60
+# How long a limit check waits for Redis before refusing the request (fail closed).
+LIMITS_REDIS_TIMEOUT_S = 0.5
+RETRY_AFTER_UNAVAILABLE_S = 5
 # A slot whose job never released it (worker killed) is reclaimed after this long.
 SLOT_TTL_S = 3600
 
@@ -50,11 +62,28 @@ def _redis():
     if _redis_client is None:
         import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=LIMITS_REDIS_TIMEOUT_S, socket_timeout=LIMITS_REDIS_TIMEOUT_S
+        )
         _redis_scripts["rpm"] = client.register_script(_RPM_LUA)
         _redis_scripts["slot"] = client.register_script(_SLOT_ACQUIRE_LUA)
         _redis_client = client
     return _redis_client
+
+
+def _redis_call(what: str, fn):
+    """Run one Redis call; unreachable Redis becomes ServiceUnavailable (503, Retry-After)."""
+    import redis
+
+    try:
+        return fn()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        log.warning("rate limits: Redis unreachable during %s (%s): refusing", what, exc)
+        raise ServiceUnavailable(
+            "Rate limiting is temporarily unavailable, so requests are refused for now; retry shortly.",
+            code="limits_unavailable",
+            retry_after=RETRY_AFTER_UNAVAILABLE_S,
+        ) from None
 
 
 def _key(kind: str, tenant_id: int, suffix: str = "") -> str:
@@ -69,7 +98,12 @@ def request_admit(*, tenant: Tenant, now: float | None = None) -> None:
     retry_after = math.ceil((window + 1) * WINDOW_S - now)
     if settings.REDIS_URL:
         _redis()
-        count = int(_redis_scripts["rpm"](keys=[_key("rpm", tenant.pk, str(window))], args=[WINDOW_S + 5]))
+        count = int(
+            _redis_call(
+                "request_admit",
+                lambda: _redis_scripts["rpm"](keys=[_key("rpm", tenant.pk, str(window))], args=[WINDOW_S + 5]),
+            )
+        )
     else:
         with _lock:
             for stale in [k for k in _local_rpm if k[1] < window]:
@@ -90,7 +124,12 @@ def job_slot_acquire(*, tenant: Tenant, job_id, now: float | None = None) -> Non
     member = str(job_id)
     if settings.REDIS_URL:
         _redis()
-        ok = int(_redis_scripts["slot"](keys=[_key("slots", tenant.pk)], args=[now, limit, SLOT_TTL_S, member]))
+        ok = int(
+            _redis_call(
+                "job_slot_acquire",
+                lambda: _redis_scripts["slot"](keys=[_key("slots", tenant.pk)], args=[now, limit, SLOT_TTL_S, member]),
+            )
+        )
     else:
         with _lock:
             slots = _local_slots.setdefault(tenant.pk, {})
@@ -110,7 +149,10 @@ def job_slot_release(*, tenant: Tenant, job_id) -> None:
     """Give back the job's slot; releasing a slot that is not held is a no-op."""
     member = str(job_id)
     if settings.REDIS_URL:
-        _redis().zrem(_key("slots", tenant.pk), member)
+        try:
+            _redis_call("job_slot_release", lambda: _redis().zrem(_key("slots", tenant.pk), member))
+        except ServiceUnavailable:
+            pass  # logged; the slot expires after SLOT_TTL_S
     else:
         with _lock:
             _local_slots.get(tenant.pk, {}).pop(member, None)
@@ -118,13 +160,16 @@ def job_slot_release(*, tenant: Tenant, job_id) -> None:
 
 def job_slots_in_use(*, tenant: Tenant) -> int:
     if settings.REDIS_URL:
-        return int(_redis().zcard(_key("slots", tenant.pk)))
+        return int(_redis_call("job_slots_in_use", lambda: _redis().zcard(_key("slots", tenant.pk))))
     with _lock:
         return len(_local_slots.get(tenant.pk, {}))
 
 
 def limits_reset_for_tests() -> None:
-    """Forget in-process counters (tests only; Redis keys are namespaced per tenant id)."""
+    """Forget in-process counters and the Redis client (tests only; Redis keys are namespaced per tenant id)."""
+    global _redis_client
+    _redis_client = None
+    _redis_scripts.clear()
     with _lock:
         _local_rpm.clear()
         _local_slots.clear()
