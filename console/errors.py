@@ -6,6 +6,8 @@ hand. The OpenAI-compatible endpoints render the same error in OpenAI's shape.
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+from django.views import defaults as django_defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -81,3 +83,48 @@ def api_exception_handler(exc, context):
         body = {"error": {"code": code, "message": str(detail)}}
     response.data = body
     return response
+
+
+# --- Errors outside any API view (unknown URLs, Django's own 400/500) -------------------
+#
+# Under /api/ and /v1/ every answer is JSON in that API's shape, also for a URL no view
+# matches (Django would answer with an HTML page, or under DEBUG its whole URLconf).
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def _api_error_response(request, *, status: int, code: str, message: str) -> JsonResponse | None:
+    path = request.path
+    if path.startswith("/v1/"):
+        type_ = "invalid_request_error" if status < 500 else "server_error"
+        body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    elif path.startswith("/api/"):
+        body = {"error": {"code": code, "message": message}}
+    else:
+        return None
+    return JsonResponse(body, status=status)
+
+
+def api_not_found(request, *args, **kwargs):
+    """The catch-all under /api/ and /v1/ (console/urls.py): a JSON 404 naming the URL."""
+    return _api_error_response(
+        request, status=404, code="not_found", message=f"There is no {request.method} {request.path} in this API."
+    )
+
+
+def handler400(request, exception=None):
+    return _api_error_response(
+        request, status=400, code="bad_request", message="The request could not be understood."
+    ) or django_defaults.bad_request(request, exception)
+
+
+def handler404(request, exception=None):
+    return _api_error_response(
+        request, status=404, code="not_found", message=f"There is no {request.method} {request.path} in this API."
+    ) or django_defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    return _api_error_response(
+        request, status=500, code="server_error", message="Something went wrong on our side; it has been logged."
+    ) or django_defaults.server_error(request)

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "channels",
     "console",
     "billing",
@@ -221,6 +222,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Voice-cloning synthesis, usage and quota API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components apart, so uploads read as binary (audio) in requests.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["console.api_schema.public_endpoints_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "console.api_schema.error_responses",
+    ],
 }
 
 # HTTPS: production defaults on, each overridable. Behind a TLS-terminating proxy set

@@ -14,15 +14,19 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.selectors import USAGE_DAYS_MAX, quota_get
+from billing.selectors import quota_get
 from billing.services import request_admit
 from console.errors import PermissionDenied
 from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from inference.api.serializers import (
+    JOBS_PAGE_DEFAULT,
+    JOBS_PAGE_MAX,
     JobCreateSerializer,
+    JobListQuerySerializer,
     JobOutSerializer,
     JobPageSerializer,
     QuotaSerializer,
+    UsageQuerySerializer,
     UsageSerializer,
     VoiceCreateSerializer,
     VoiceOutSerializer,
@@ -30,7 +34,7 @@ from inference.api.serializers import (
 )
 from inference.audio import MAX_BYTES as AUDIO_MAX_BYTES
 from inference.engines.base import PRESET_VOICES_BY_KEY
-from inference.models import JobSource, JobStatus
+from inference.models import JobSource
 from inference.selectors import (
     job_audio_read,
     job_get_for_tenant,
@@ -47,6 +51,13 @@ ERROR_RESPONSES = {
     401: OpenApiResponse(description="Missing or invalid API key"),
     404: OpenApiResponse(description="Unknown (or another tenant's) object"),
 }
+
+
+class JobPagination(LimitOffsetPagination):
+    """?limit (default 50, at most 100; validated by JobListQuerySerializer) and ?offset."""
+
+    default_limit = JOBS_PAGE_DEFAULT
+    max_limit = JOBS_PAGE_MAX
 
 
 class TenantAPIView(APIView):
@@ -166,16 +177,15 @@ class JobListCreateView(TenantAPIView):
     @extend_schema(
         operation_id="jobs_list",
         summary="The tenant's synthesis jobs, newest first",
-        parameters=[OpenApiParameter("status", str, enum=JobStatus.values, required=False)],
+        parameters=[JobListQuerySerializer],
         responses={200: JobPageSerializer, **ERROR_RESPONSES},
         tags=["jobs"],
     )
     def get(self, request):
-        status_filter = request.query_params.get("status") or None
-        if status_filter is not None and status_filter not in JobStatus.values:
-            status_filter = "-"
-        jobs = job_list_for_tenant(tenant=self.tenant(request), status=status_filter)
-        paginator = LimitOffsetPagination()
+        query = JobListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)  # an unknown status, a bad or oversized limit: 400
+        jobs = job_list_for_tenant(tenant=self.tenant(request), status=query.validated_data.get("status"))
+        paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutSerializer(page, many=True).data)
 
@@ -293,15 +303,14 @@ class UsageView(TenantAPIView):
     @extend_schema(
         operation_id="usage_retrieve",
         summary="Usage per day in the tenant's time zone (tokens charged, jobs, audio and GPU seconds), and the quota",
-        parameters=[OpenApiParameter("days", int, required=False, description="1–366, default 30")],
+        parameters=[UsageQuerySerializer],
         responses={200: UsageSerializer, **ERROR_RESPONSES},
         tags=["usage"],
     )
     def get(self, request):
-        try:
-            days = min(USAGE_DAYS_MAX, max(1, int(request.query_params.get("days", 30))))
-        except ValueError:
-            days = 30
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)  # ?days=abc or out of 1..366: 400
+        days = query.validated_data["days"]
         tenant = self.tenant(request)
         usage = usage_for_tenant(tenant=tenant, days=days)
         usage["quota"] = _quota_dict(tenant)
