@@ -81,7 +81,7 @@ def error_responses(result, generator, request, public):
     schemas["OpenAIError"] = _OPENAI_ERROR
     for path, operations in result.get("paths", {}).items():
         ref = {"$ref": "#/components/schemas/" + ("OpenAIError" if path.startswith("/v1/") else "Error")}
-        for method, operation in operations.items():
+        for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
