@@ -71,6 +71,22 @@ _ERRORS = {
 _LIMITED = {"jobs_create", "audio_speech_create"}
 
 
+# OpenAPI links, for clients and for schemathesis' stateful phase: what a create returns
+# feeds the operations on that object.
+_LINKS = {
+    ("/api/v1/jobs", "post", "202"): {
+        "GetJob": ("jobs_retrieve", "job_id"),
+        "GetJobAudio": ("jobs_audio", "job_id"),
+        "CancelJob": ("jobs_cancel", "job_id"),
+    },
+    ("/api/v1/voices", "post", "201"): {
+        "GetVoice": ("voices_retrieve", "voice_id"),
+        "RenameVoice": ("voices_rename", "voice_id"),
+        "DeleteVoice": ("voices_delete", "voice_id"),
+    },
+}
+
+
 def public_endpoints_only(endpoints):
     return [e for e in endpoints if e[0].startswith(PUBLIC_PREFIXES)]
 
@@ -100,4 +116,11 @@ def error_responses(result, generator, request, public):
             for status, response in responses.items():
                 if status >= "400" and isinstance(response, dict):
                     response.setdefault("content", {"application/json": {"schema": ref}})
+    for (path, method, status), links in _LINKS.items():
+        response = result.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is not None:
+            response["links"] = {
+                name: {"operationId": op, "parameters": {param: "$response.body#/id"}}
+                for name, (op, param) in links.items()
+            }
     return result

@@ -7,7 +7,9 @@ hand. The OpenAI-compatible endpoints render the same error in OpenAI's shape.
 from __future__ import annotations
 
 from django.http import JsonResponse
+from django.views import csrf as django_csrf
 from django.views import defaults as django_defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -105,6 +107,7 @@ def _api_error_response(request, *, status: int, code: str, message: str) -> Jso
     return JsonResponse(body, status=status)
 
 
+@csrf_exempt  # nothing to protect, and a CSRF refusal would answer HTML instead of the 404
 def api_not_found(request, *args, **kwargs):
     """The catch-all under /api/ and /v1/ (console/urls.py): a JSON 404 naming the URL."""
     return _api_error_response(
@@ -128,3 +131,10 @@ def handler500(request):
     return _api_error_response(
         request, status=500, code="server_error", message="Something went wrong on our side; it has been logged."
     ) or django_defaults.server_error(request)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: JSON 403 under the APIs, Django's page elsewhere."""
+    return _api_error_response(
+        request, status=403, code="csrf_failed", message=f"CSRF check failed: {reason}"
+    ) or django_csrf.csrf_failure(request, reason=reason)

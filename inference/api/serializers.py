@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from billing.selectors import USAGE_DAYS_MAX
@@ -56,11 +57,19 @@ class VoiceRenameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Mandarin preset voice",
+            value={"input": "你好，欢迎使用语音合成。", "voice": "zh-female", "seed": 42},
+            request_only=True,
+        )
+    ]
+)
 class JobCreateSerializer(serializers.Serializer):
     # The schema states the limits the services enforce (text front end, seed and speed
     # rules); the services check again after normalization.
     input = serializers.CharField(
-        allow_blank=True,
         trim_whitespace=False,
         max_length=TEXT_MAX_CHARS * 4,
         help_text=f"Text to speak, 1–{TEXT_MAX_CHARS} characters after normalization, with at least one word, "

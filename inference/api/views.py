@@ -182,7 +182,8 @@ class JobListCreateView(TenantAPIView):
         tags=["jobs"],
     )
     def get(self, request):
-        query = JobListQuerySerializer(data=request.query_params)
+        # A plain dict: DRF would read an empty ?status= from a QueryDict as "absent".
+        query = JobListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)  # an unknown status, a bad or oversized limit: 400
         jobs = job_list_for_tenant(tenant=self.tenant(request), status=query.validated_data.get("status"))
         paginator = JobPagination()
@@ -308,7 +309,7 @@ class UsageView(TenantAPIView):
         tags=["usage"],
     )
     def get(self, request):
-        query = UsageQuerySerializer(data=request.query_params)
+        query = UsageQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)  # ?days=abc or out of 1..366: 400
         days = query.validated_data["days"]
         tenant = self.tenant(request)

@@ -43,6 +43,9 @@ def main() -> None:
     _, keys["outsider"] = tenant("Outsider Pro", "pro")
     _, keys["limited"] = tenant("Limited Free", "free")
     _, keys["warmup"] = tenant("Warmup Pro", "pro")
+    # The API contract test (schemathesis) gets a tenant of its own: its traffic spends no
+    # other test's quota or rate limit.
+    _, keys["contract"] = tenant("Contract Free", "free")
     drained, keys["drained"] = tenant("Drained Free", "free")
     # Spend the Free allowance down to 5 tokens through billing's own reservation.
     reservation_create(tenant=drained, tokens=495)
