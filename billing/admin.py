@@ -60,6 +60,7 @@ class PlanAdmin(admin.ModelAdmin):
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role", "tenant__plan"]
+    list_select_related = ["user", "tenant"]
     search_fields = ["user__username", "user__email", "tenant__name"]
     autocomplete_fields = ["user", "tenant"]
 
@@ -121,6 +122,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     list_display = ["name", "plan", "time_zone", "is_active", "created_at"]
     list_filter = ["plan", "is_active", "time_zone"]
+    list_select_related = ["plan"]
     search_fields = ["name", "slug", "billing_email"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline, BillingAccountInline]
@@ -148,6 +150,7 @@ class InvitationAdmin(ReadOnlyAdmin):
     """Sent from the portal's team page (owners), accepted once, withdrawn there."""
 
     list_display = ["email", "tenant", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_select_related = ["tenant", "invited_by"]
     list_filter = [("accepted_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["email", "tenant__name"]
     exclude = ["secret_hash"]
@@ -156,7 +159,8 @@ class InvitationAdmin(ReadOnlyAdmin):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["prefix", "name", "tenant", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = ["tenant__plan", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["tenant"]
     search_fields = ["prefix", "name", "tenant__name"]
     # A key belongs to its tenant for good: keys are minted by api_key_create (portal), revoked here.
     readonly_fields = ["tenant", "prefix", "secret_hash", "created_by", "created_at", "last_used_at", "revoked_at"]
@@ -179,6 +183,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class BillingAccountAdmin(admin.ModelAdmin):
     list_display = ["tenant", "window_start", "window_end", "allowance_tokens", "allowance_remaining", "pending_plan"]
     list_filter = ["tenant__plan", ("pending_plan", admin.EmptyFieldListFilter)]
+    list_select_related = ["tenant", "pending_plan"]
     search_fields = ["tenant__name"]
     readonly_fields = [f.name for f in BillingAccount._meta.fields if f.name != "gpu_rental_price_per_hour"]
 
@@ -203,6 +208,7 @@ class TokenReservationAdmin(ReadOnlyAdmin):
         "settled_at",
     ]
     list_filter = ["status", "tenant__plan", "node_name", "gpu_model", "created_at"]
+    list_select_related = ["tenant"]
     search_fields = ["tenant__name", "reference", "idempotency_key", "node_name"]
     date_hierarchy = "created_at"
 
@@ -221,6 +227,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "note",
     ]
     list_filter = ["kind", "bucket", "tenant__plan", "created_at"]
+    list_select_related = ["tenant", "reservation", "topup"]
     search_fields = ["tenant__name", "note", "idempotency_key"]
     date_hierarchy = "created_at"
 
@@ -235,6 +242,7 @@ class TopUpPackAdmin(admin.ModelAdmin):
 class TopUpAdmin(ReadOnlyAdmin):
     list_display = ["id", "tenant", "pack", "tokens", "remaining", "price", "purchased_at", "expires_at", "expired_at"]
     list_filter = ["pack", ("expired_at", admin.EmptyFieldListFilter), "expires_at"]
+    list_select_related = ["tenant", "pack"]
     search_fields = ["tenant__name"]
 
 
@@ -242,6 +250,7 @@ class TopUpAdmin(ReadOnlyAdmin):
 class PaymentAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "tenant", "amount", "currency", "provider", "status", "purpose", "reference"]
     list_filter = ["provider", "status", "currency"]
+    list_select_related = ["tenant"]
     search_fields = ["tenant__name", "reference", "purpose"]
 
 
@@ -259,12 +268,14 @@ class PlanChangeAdmin(ReadOnlyAdmin):
         "prorated_amount",
     ]
     list_filter = ["kind", "to_plan", ("applied_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["tenant", "from_plan", "to_plan"]
     search_fields = ["tenant__name"]
 
 
 @admin.register(CustomFee)
 class CustomFeeAdmin(admin.ModelAdmin):
     list_display = ["tenant", "description", "amount", "currency", "period_month"]
+    list_select_related = ["tenant"]
     list_filter = ["period_month", "currency"]
     search_fields = ["tenant__name", "description"]
     autocomplete_fields = ["tenant"]
@@ -298,6 +309,7 @@ class InvoiceLineInline(admin.TabularInline):
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["number", "tenant", "period_start", "status", "total", "currency", "finalized_at", "paid_at"]
     list_filter = ["status", "period_start", "currency", "tenant__plan"]
+    list_select_related = ["tenant"]
     search_fields = ["number", "tenant__name"]
     date_hierarchy = "period_start"
     inlines = [InvoiceLineInline]

@@ -6,13 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, Sum
 from django.utils import timezone
 
-from billing.choices import InvoiceStatus, ReservationStatus
-from billing.models import GpuCostRate, Invoice, Tenant, TokenReservation
+from billing.choices import InvoiceStatus
+from billing.models import GpuCostRate, Invoice, Tenant
 from billing.periods import month_bounds, month_previous
-from billing.selectors.invoices import invoice_lines_compute
+from billing.selectors.invoices import invoice_lines_compute_many
 
 # GPU cost = recorded GPU-seconds / 3600 x the hourly cost of the node's GPU model. A CPU host
 # (no GPU model) costs nothing here; an unknown model is priced at the default (A10) rate.
@@ -62,42 +61,50 @@ class Economics:
         return (self.margin / self.revenue * 100).quantize(Decimal("0.1"))
 
 
-def _month_range(tenant: Tenant, period_start: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    first, next_first = month_bounds(period_start)
-    tz = tenant.tz
-    return dt.datetime.combine(first, dt.time(0), tzinfo=tz), dt.datetime.combine(next_first, dt.time(0), tzinfo=tz)
-
-
 def tenant_revenue(*, tenant: Tenant, period_start: dt.date) -> tuple[Decimal, str]:
+    """One tenant's revenue for a month (see ``economics_by_tenant`` for many at once)."""
+    return _revenues([tenant], period_start)[tenant.pk][:2]
+
+
+def _revenues(tenants: list[Tenant], period_start: dt.date) -> dict[int, tuple[Decimal, str, list]]:
+    """Revenue, currency and usage rows per tenant for one month, in a bounded number of queries.
+
+    Revenue is the invoice's total once it left draft (void counts 0), else the live line
+    items; a month that ended before the tenant signed up has none.
+    """
     first, next_first = month_bounds(period_start)
-    invoice = Invoice.objects.filter(tenant_id=tenant.pk, period_start=first).first()
-    if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
-        return (Decimal("0.00") if invoice.status == InvoiceStatus.VOID else invoice.total), invoice.currency
-    if invoice is None and tenant.created_at and tenant.created_at.astimezone(tenant.tz).date() >= next_first:
-        # No invoice for a month that ended before the tenant signed up: nothing to project.
-        return Decimal("0.00"), tenant.plan.currency
-    currency, lines = invoice_lines_compute(tenant=tenant, period_start=first)
-    return sum((line["amount"] for line in lines), Decimal("0.00")), currency
+    invoices = {
+        r["tenant_id"]: r
+        for r in Invoice.objects.filter(period_start=first)
+        .exclude(status=InvoiceStatus.DRAFT)
+        .values("tenant_id", "status", "total", "currency")
+    }
+    months = invoice_lines_compute_many(tenants=tenants, period_start=first)
+    out = {}
+    for tenant in tenants:
+        month = months[tenant.pk]
+        invoice = invoices.get(tenant.pk)
+        if invoice is not None:
+            revenue = Decimal("0.00") if invoice["status"] == InvoiceStatus.VOID else invoice["total"]
+            out[tenant.pk] = (revenue, invoice["currency"], month.usage)
+        elif tenant.created_at and tenant.created_at.astimezone(tenant.tz).date() >= next_first:
+            # No invoice for a month that ended before the tenant signed up: nothing to project.
+            out[tenant.pk] = (Decimal("0.00"), tenant.plan.currency, month.usage)
+        else:
+            total = sum((line["amount"] for line in month.lines), Decimal("0.00"))
+            out[tenant.pk] = (total, month.currency, month.usage)
+    return out
 
 
-def _usage_rows(tenant: Tenant, period_start: dt.date):
-    start, end = _month_range(tenant, period_start)
-    return (
-        TokenReservation.objects.filter(
-            tenant_id=tenant.pk, status=ReservationStatus.SETTLED, settled_at__gte=start, settled_at__lt=end
-        )
-        .values("node_name", "gpu_model")
-        .annotate(tokens=Sum("tokens"), jobs=Count("id"), gpu_seconds=Sum("gpu_seconds"))
-    )
+def _tenants(tenants) -> list[Tenant]:
+    return list(tenants) if tenants is not None else list(Tenant.objects.select_related("plan").order_by("name"))
 
 
-def economics_by_tenant(*, period_start: dt.date, tenants=None) -> list[Economics]:
-    """Per tenant for one month: tokens served, revenue, GPU cost and margin (highest revenue first)."""
-    rates = gpu_cost_rates()
+def _tenant_economics(tenants: list[Tenant], period_start: dt.date, rates: dict, revenues=None) -> list[Economics]:
+    revenues = revenues if revenues is not None else _revenues(tenants, period_start)
     out = []
-    for tenant in tenants if tenants is not None else Tenant.objects.select_related("plan").order_by("name"):
-        revenue, currency = tenant_revenue(tenant=tenant, period_start=period_start)
-        rows = list(_usage_rows(tenant, period_start))
+    for tenant in tenants:
+        revenue, currency, rows = revenues[tenant.pk]
         cost = sum(
             (gpu_cost(gpu_model=r["gpu_model"], gpu_seconds=r["gpu_seconds"] or 0, rates=rates) for r in rows),
             Decimal("0"),
@@ -117,16 +124,28 @@ def economics_by_tenant(*, period_start: dt.date, tenants=None) -> list[Economic
     return sorted(out, key=lambda e: (-e.revenue, e.label))
 
 
-def economics_by_node(*, period_start: dt.date) -> list[Economics]:
+def economics_by_tenant(*, period_start: dt.date, tenants=None) -> list[Economics]:
+    """Per tenant for one month: tokens served, revenue, GPU cost and margin (highest revenue first).
+
+    Aggregated in SQL: the number of queries depends on the tenants' distinct time zones,
+    not on the number of tenants or jobs."""
+    return _tenant_economics(_tenants(tenants), period_start, gpu_cost_rates())
+
+
+def economics_by_node(*, period_start: dt.date, tenants=None) -> list[Economics]:
     """Per node for one month; revenue is each tenant's revenue split by its token share on the node."""
-    rates = gpu_cost_rates()
+    tenants = _tenants(tenants)
+    return _node_economics(tenants, _revenues(tenants, period_start), gpu_cost_rates())
+
+
+def _node_economics(tenants: list[Tenant], revenues: dict, rates: dict) -> list[Economics]:
+    tenants = sorted(tenants, key=lambda t: t.pk)
     nodes: dict[str, dict] = {}
-    for tenant in Tenant.objects.select_related("plan").order_by("pk"):
-        rows = list(_usage_rows(tenant, period_start))
+    for tenant in tenants:
+        revenue, currency, rows = revenues[tenant.pk]
         total_tokens = sum(int(r["tokens"] or 0) for r in rows)
         if not total_tokens:
             continue
-        revenue, currency = tenant_revenue(tenant=tenant, period_start=period_start)
         for r in rows:
             name = r["node_name"] or "(unknown node)"
             node = nodes.setdefault(
@@ -168,16 +187,25 @@ def economics_by_node(*, period_start: dt.date) -> list[Economics]:
 def economics_by_period(*, months: int = 6, now: dt.datetime | None = None, tenants=None) -> list[Economics]:
     """Whole-fleet totals per calendar month, oldest first, ending with the current month."""
     now = now or timezone.now()
-    if tenants is None:
-        tenants = list(Tenant.objects.select_related("plan").order_by("name"))
-    first = now.date().replace(day=1)
+    return _period_economics(_tenants(tenants), _periods(now.date(), months), gpu_cost_rates(), {})
+
+
+def _periods(day: dt.date, months: int) -> list[dt.date]:
+    first = day.replace(day=1)
     periods = []
     for _ in range(max(1, months)):
         periods.append(first)
         first = month_previous(first)
+    return list(reversed(periods))
+
+
+def _period_economics(tenants, periods, rates, revenues_by_period: dict) -> list[Economics]:
     out = []
-    for period in reversed(periods):
-        rows = economics_by_tenant(period_start=period, tenants=tenants)
+    for period in periods:
+        revenues = revenues_by_period.get(period)
+        if revenues is None:
+            revenues = revenues_by_period[period] = _revenues(tenants, period)
+        rows = _tenant_economics(tenants, period, rates, revenues)
         out.append(
             Economics(
                 key=f"{period:%Y-%m}",
@@ -191,3 +219,28 @@ def economics_by_period(*, months: int = 6, now: dt.datetime | None = None, tena
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class EconomicsOverview:
+    """The staff overview's figures: per tenant and node for one month, and per month."""
+
+    by_tenant: list[Economics]
+    by_node: list[Economics]
+    by_period: list[Economics]
+
+
+def economics_overview(*, period_start: dt.date, months: int = 6, tenants=None) -> EconomicsOverview:
+    """``economics_by_tenant``, ``economics_by_node`` and ``economics_by_period`` (ending with
+    ``period_start``'s month) computed together: each month's revenue and usage once."""
+    tenants = _tenants(tenants)
+    rates = gpu_cost_rates()
+    first = period_start.replace(day=1)
+    revenues_by_period: dict = {}
+    by_period = _period_economics(tenants, _periods(first, months), rates, revenues_by_period)
+    current = revenues_by_period[first]
+    return EconomicsOverview(
+        by_tenant=_tenant_economics(tenants, first, rates, current),
+        by_node=_node_economics(tenants, current, rates),
+        by_period=by_period,
+    )

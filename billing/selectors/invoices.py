@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
 from billing.choices import InvoiceLineKind, PlanChangeKind, ReservationStatus
-from billing.models import BillingAccount, CustomFee, Invoice, PlanChange, TokenReservation, TopUp
+from billing.models import BillingAccount, CustomFee, Invoice, PlanChange, Tenant, TokenReservation, TopUp
 from billing.periods import month_bounds
 from billing.pricing import CENT
 from console.errors import NotFound, VoxfleetError
 
 if TYPE_CHECKING:
-    from billing.models import Plan, Tenant
+    from billing.models import Plan
 
 
 def invoice_get_for_user(*, user, invoice_id: int) -> Invoice:
@@ -38,25 +40,41 @@ def invoice_list_for_tenant(*, tenant: Tenant) -> list[Invoice]:
 #
 # Money is rounded once: each line's amount = quantity x unit price, rounded half-up to
 # cents. The invoice total is the sum of those rounded amounts.
+#
+# A month's lines are a pure function (``_lines_from_facts``) of the facts the month holds
+# (``MonthFacts``). One tenant's facts come from a handful of queries
+# (``invoice_lines_compute``, for its invoice); every tenant's at once from a number of
+# queries that depends on how many time zones the tenants live in, never on how many
+# tenants or jobs there are (``invoice_lines_compute_many``, for the staff economics).
 
 
-def _plan_at(tenant: Tenant, when: dt.datetime) -> Plan:
-    """The plan in effect at ``when``, replayed from applied plan changes."""
-    before = (
-        PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=False, applied_at__lte=when)
-        .select_related("to_plan")
-        .order_by("-applied_at", "-id")
-        .first()
-    )
-    if before is not None:
-        return before.to_plan
-    after = (
-        PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=False, applied_at__gt=when)
-        .select_related("from_plan")
-        .order_by("applied_at", "id")
-        .first()
-    )
-    return after.from_plan if after is not None else tenant.plan
+@dataclass
+class MonthFacts:
+    """What a tenant's month holds that its invoice lines are made of."""
+
+    plan: Plan  # in effect when the month began
+    upgrades: list = field(default_factory=list)  # PlanChange rows applied in the month, in order
+    topups: list = field(default_factory=list)  # TopUp rows bought in the month with a price
+    overage_tokens: int = 0
+    dedicated_nodes: list[str] = field(default_factory=list)
+    rental_rate: Decimal | None = None  # the account's contract rate, None: the plan's
+    seconds_by_node: dict[str, float] = field(default_factory=dict)
+    fees: list = field(default_factory=list)
+
+
+def month_range(*, tz, period_start: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the calendar month of ``period_start`` in ``tz``."""
+    first, next_first = month_bounds(period_start)
+    return dt.datetime.combine(first, dt.time(0), tzinfo=tz), dt.datetime.combine(next_first, dt.time(0), tzinfo=tz)
+
+
+def _plan_replayed(changes: list, when: dt.datetime, current: Plan) -> Plan:
+    """The plan in effect at ``when`` from a tenant's applied changes (sorted by applied_at, id)."""
+    before = [c for c in changes if c.applied_at <= when]
+    if before:
+        return before[-1].to_plan
+    after = [c for c in changes if c.applied_at > when]
+    return after[0].from_plan if after else current
 
 
 def _line(kind: str, description: str, quantity, unit_price, *, prepaid_by_id: int | None = None) -> dict:
@@ -72,25 +90,15 @@ def _line(kind: str, description: str, quantity, unit_price, *, prepaid_by_id: i
     }
 
 
-def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str, list[dict]]:
-    """The currency and line items a tenant was charged for the calendar month starting
-    ``period_start`` (in its time zone). Read-only: used by invoices and by the revenue selectors.
-
-    A top-up pack bought through the payment provider was paid when it was bought: its line
-    names that payment (``prepaid_by_id``), so the invoice lists it without charging it again.
-    """
-    first, next_first = month_bounds(period_start)
+def _lines_from_facts(*, tenant: Tenant, period_start: dt.date, facts: MonthFacts) -> tuple[str, list[dict]]:
+    first, _ = month_bounds(period_start)
     tz = tenant.tz
-    start = dt.datetime.combine(first, dt.time(0), tzinfo=tz)
-    end = dt.datetime.combine(next_first, dt.time(0), tzinfo=tz)
-    plan = _plan_at(tenant, start)
+    plan = facts.plan
     currency = plan.currency
     lines = []
     if plan.monthly_price > 0:
         lines.append(_line(InvoiceLineKind.SUBSCRIPTION, f"{plan.name} plan, {first:%B %Y}", 1, plan.monthly_price))
-    for change in PlanChange.objects.filter(
-        tenant_id=tenant.pk, kind=PlanChangeKind.UPGRADE, applied_at__gte=start, applied_at__lt=end
-    ).select_related("from_plan", "to_plan"):
+    for change in facts.upgrades:
         if change.prorated_amount:
             lines.append(
                 _line(
@@ -100,32 +108,26 @@ def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str
                     change.prorated_amount,
                 )
             )
-    for topup in TopUp.objects.filter(
-        tenant_id=tenant.pk, purchased_at__gte=start, purchased_at__lt=end, price__gt=0
-    ).select_related("pack"):
+    # A pack bought through the payment provider was paid when bought: listed, not charged again.
+    for topup in facts.topups:
         name = topup.pack.name if topup.pack else f"{topup.tokens} tokens"
         paid = " (paid at purchase)" if topup.payment_id else ""
         lines.append(
             _line(InvoiceLineKind.TOPUP, f"Top-up pack {name}{paid}", 1, topup.price, prepaid_by_id=topup.payment_id)
         )
-    settled = TokenReservation.objects.filter(
-        tenant_id=tenant.pk, status=ReservationStatus.SETTLED, settled_at__gte=start, settled_at__lt=end
-    )
-    overage = settled.aggregate(s=Sum("from_overage"))["s"] or 0
-    if overage and plan.overage_price_per_1k:
+    if facts.overage_tokens and plan.overage_price_per_1k:
         lines.append(
             _line(
                 InvoiceLineKind.OVERAGE,
-                f"Overage: {overage:,} tokens past allowance and top-ups",
-                Decimal(overage) / 1000,
+                f"Overage: {facts.overage_tokens:,} tokens past allowance and top-ups",
+                Decimal(facts.overage_tokens) / 1000,
                 plan.overage_price_per_1k,
             )
         )
-    dedicated = list(tenant.dedicated_nodes.values_list("name", flat=True))
-    if dedicated:
-        account = BillingAccount.objects.filter(tenant_id=tenant.pk).first()
-        rate = (account.gpu_rental_price_per_hour if account else None) or plan.gpu_rental_price_per_hour
-        seconds = settled.filter(node_name__in=dedicated).aggregate(s=Sum("gpu_seconds"))["s"] or 0.0
+    if facts.dedicated_nodes:
+        rate = facts.rental_rate or plan.gpu_rental_price_per_hour
+        dedicated = set(facts.dedicated_nodes)
+        seconds = sum(v for k, v in sorted(facts.seconds_by_node.items()) if k in dedicated)
         hours = (Decimal(str(seconds)) / 3600).quantize(Decimal("0.0001"), ROUND_HALF_UP)
         if hours > 0 and rate > 0:
             lines.append(
@@ -136,7 +138,7 @@ def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str
                     rate,
                 )
             )
-    for fee in CustomFee.objects.filter(tenant_id=tenant.pk, period_month__gte=first, period_month__lt=next_first):
+    for fee in facts.fees:
         if fee.currency != currency:
             raise VoxfleetError(
                 f"Custom fee {fee.description!r} is in {fee.currency}, the invoice in {currency}.",
@@ -144,3 +146,140 @@ def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str
             )
         lines.append(_line(InvoiceLineKind.CUSTOM, fee.description, 1, fee.amount))
     return currency, lines
+
+
+def _settled_in(start, end):
+    return TokenReservation.objects.filter(status=ReservationStatus.SETTLED, settled_at__gte=start, settled_at__lt=end)
+
+
+def invoice_lines_compute(*, tenant: Tenant, period_start: dt.date) -> tuple[str, list[dict]]:
+    """The currency and line items a tenant was charged for the calendar month starting
+    ``period_start`` (in its time zone). Read-only: used by invoices and by the revenue selectors.
+
+    A top-up pack bought through the payment provider was paid when it was bought: its line
+    names that payment (``prepaid_by_id``), so the invoice lists it without charging it again.
+    """
+    first, next_first = month_bounds(period_start)
+    start, end = month_range(tz=tenant.tz, period_start=first)
+    changes = list(
+        PlanChange.objects.filter(tenant_id=tenant.pk, applied_at__isnull=False)
+        .select_related("from_plan", "to_plan")
+        .order_by("applied_at", "id")
+    )
+    usage = (
+        _settled_in(start, end)
+        .filter(tenant_id=tenant.pk)
+        .values("node_name")
+        .annotate(overage=Sum("from_overage"), gpu_seconds=Sum("gpu_seconds"))
+        .order_by()
+    )
+    dedicated = list(tenant.dedicated_nodes.values_list("name", flat=True))
+    account = BillingAccount.objects.filter(tenant_id=tenant.pk).first() if dedicated else None
+    rows = list(usage)
+    facts = MonthFacts(
+        plan=_plan_replayed(changes, start, tenant.plan),
+        upgrades=[c for c in changes if c.kind == PlanChangeKind.UPGRADE and start <= c.applied_at < end],
+        topups=list(
+            TopUp.objects.filter(tenant_id=tenant.pk, purchased_at__gte=start, purchased_at__lt=end, price__gt=0)
+            .select_related("pack")
+            .order_by("expires_at", "id")
+        ),
+        overage_tokens=sum(int(r["overage"] or 0) for r in rows),
+        dedicated_nodes=dedicated,
+        rental_rate=account.gpu_rental_price_per_hour if account else None,
+        seconds_by_node={r["node_name"]: float(r["gpu_seconds"] or 0.0) for r in rows},
+        fees=list(
+            CustomFee.objects.filter(
+                tenant_id=tenant.pk, period_month__gte=first, period_month__lt=next_first
+            ).order_by("-period_month", "id")
+        ),
+    )
+    return _lines_from_facts(tenant=tenant, period_start=first, facts=facts)
+
+
+@dataclass(frozen=True)
+class TenantMonth:
+    """One tenant's month for the economics: its line items and its usage per node and GPU model."""
+
+    currency: str
+    lines: list
+    usage: list  # [{"node_name", "gpu_model", "tokens", "jobs", "gpu_seconds"}]
+
+
+def invoice_lines_compute_many(*, tenants: list[Tenant], period_start: dt.date) -> dict[int, TenantMonth]:
+    """``invoice_lines_compute`` for many tenants at once, with their usage rows.
+
+    Queries: one per time zone the tenants live in for usage and one for top-ups, plus a
+    fixed few (plan changes, custom fees, dedicated nodes, rental rates), whatever the
+    number of tenants or jobs.
+    """
+    first, next_first = month_bounds(period_start)
+    by_zone: dict[str, list[Tenant]] = defaultdict(list)
+    for tenant in tenants:
+        by_zone[tenant.time_zone].append(tenant)
+    ids = [t.pk for t in tenants]
+    changes: dict[int, list] = defaultdict(list)
+    for change in (
+        PlanChange.objects.filter(applied_at__isnull=False)
+        .select_related("from_plan", "to_plan")
+        .order_by("tenant_id", "applied_at", "id")
+    ):
+        changes[change.tenant_id].append(change)
+    fees: dict[int, list] = defaultdict(list)
+    for fee in CustomFee.objects.filter(period_month__gte=first, period_month__lt=next_first).order_by(
+        "-period_month", "id"
+    ):
+        fees[fee.tenant_id].append(fee)
+    dedicated: dict[int, list[str]] = defaultdict(list)
+    for tenant_id, name in (
+        Tenant.objects.filter(dedicated_nodes__isnull=False).values_list("pk", "dedicated_nodes__name").order_by()
+    ):
+        dedicated[tenant_id].append(name)
+    rates = dict(
+        BillingAccount.objects.filter(gpu_rental_price_per_hour__isnull=False).values_list(
+            "tenant_id", "gpu_rental_price_per_hour"
+        )
+    )
+    usage: dict[int, list] = defaultdict(list)
+    topups: dict[int, list] = defaultdict(list)
+    wanted = set(ids)
+    for zone, members in by_zone.items():
+        start, end = month_range(tz=members[0].tz, period_start=first)
+        for row in (
+            _settled_in(start, end)
+            .filter(tenant__time_zone=zone)
+            .values("tenant_id", "node_name", "gpu_model")
+            .annotate(
+                tokens=Sum("tokens"), jobs=Count("id"), gpu_seconds=Sum("gpu_seconds"), overage=Sum("from_overage")
+            )
+            .order_by()
+        ):
+            if row["tenant_id"] in wanted:
+                usage[row["tenant_id"]].append(row)
+        for topup in (
+            TopUp.objects.filter(tenant__time_zone=zone, purchased_at__gte=start, purchased_at__lt=end, price__gt=0)
+            .select_related("pack")
+            .order_by("expires_at", "id")
+        ):
+            topups[topup.tenant_id].append(topup)
+    out = {}
+    for tenant in tenants:
+        start, end = month_range(tz=tenant.tz, period_start=first)
+        rows = usage.get(tenant.pk, [])
+        seconds: dict[str, float] = defaultdict(float)
+        for r in rows:
+            seconds[r["node_name"]] += float(r["gpu_seconds"] or 0.0)
+        tenant_changes = changes.get(tenant.pk, [])
+        facts = MonthFacts(
+            plan=_plan_replayed(tenant_changes, start, tenant.plan),
+            upgrades=[c for c in tenant_changes if c.kind == PlanChangeKind.UPGRADE and start <= c.applied_at < end],
+            topups=topups.get(tenant.pk, []),
+            overage_tokens=sum(int(r["overage"] or 0) for r in rows),
+            dedicated_nodes=dedicated.get(tenant.pk, []),
+            rental_rate=rates.get(tenant.pk),
+            seconds_by_node=dict(seconds),
+            fees=fees.get(tenant.pk, []),
+        )
+        currency, lines = _lines_from_facts(tenant=tenant, period_start=first, facts=facts)
+        out[tenant.pk] = TenantMonth(currency=currency, lines=lines, usage=rows)
+    return out

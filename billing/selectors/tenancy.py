@@ -7,9 +7,10 @@ if the user still has a seat there, else the user's oldest seat.
 
 from __future__ import annotations
 
+from django.db.models import Count
 from django.utils import timezone
 
-from billing.models import Invitation, Membership, Tenant
+from billing.models import Invitation, Membership, Plan, Tenant
 
 
 def membership_for_user(*, user, tenant_id=None) -> Membership | None:
@@ -81,3 +82,8 @@ def invitation_list_open_for_tenant(*, tenant: Tenant, now=None) -> list[Invitat
         .select_related("invited_by")
         .order_by("-created_at")
     )
+
+
+def tenant_count_by_plan() -> dict[str, int]:
+    """Tenants per plan name, every plan listed in catalogue order (one query)."""
+    return {p.name: p.n for p in Plan.objects.annotate(n=Count("tenants")).order_by("sort_order", "name")}

@@ -90,3 +90,39 @@ def test_no_subscription_is_projected_into_months_before_sign_up(make_tenant):
     assert current.revenue == Decimal("29.00")  # this month's subscription is projected
     months = economics_by_period(months=3)
     assert months[-1].revenue >= Decimal("29.00") and months[0].revenue == Decimal("0.00")
+
+
+def test_many_tenants_lines_match_one_tenant_lines(make_tenant):
+    """The staff economics' bulk line items are exactly each tenant's own invoice lines."""
+    from billing.models import Plan
+    from billing.selectors.invoices import invoice_lines_compute, invoice_lines_compute_many
+    from billing.services import custom_fee_add, plan_change, topup_purchase
+    from fleetagent.services import node_create
+
+    may = dt.date(2026, 5, 1)
+    t = dt.datetime(2026, 5, 10, 12, tzinfo=UTC)
+    ent = make_tenant("enterprise", name="EntCo")
+    node_create(name="ent-gpu", dedicated_tenant=ent)
+    custom_fee_add(tenant=ent, description="integration work", amount="150.00", period_month=may)
+    up = make_tenant("free", name="UpCo")
+    up.time_zone = "Asia/Shanghai"
+    up.save()
+    plan_change(tenant=up, plan_code="pro", now=t)
+    up.refresh_from_db()
+    topup_purchase(tenant=up, pack_code="topup-10k", now=t)
+    Plan.objects.filter(code="pro").update(overage_price_per_1k=Decimal("0.5000"))
+    over = make_tenant("pro", name="OverCo")
+    for tenant, node, tokens in [(ent, "ent-gpu", 500), (up, "gpu-a", 300), (over, "gpu-a", 120_000)]:
+        tenant.refresh_from_db()
+        r = reservation_create(tenant=tenant, tokens=tokens, now=t)
+        reservation_settle(reservation_id=r.pk, gpu_seconds=5400.0, node_name=node, gpu_model="A10", now=t)
+    tenants = [ent, up, over]
+    for tenant in tenants:
+        tenant.refresh_from_db()
+    many = invoice_lines_compute_many(tenants=tenants, period_start=may)
+    kinds = set()
+    for tenant in tenants:
+        currency, lines = invoice_lines_compute(tenant=tenant, period_start=may)
+        assert (many[tenant.pk].currency, many[tenant.pk].lines) == (currency, lines), tenant.name
+        kinds |= {line["kind"] for line in lines}
+    assert kinds == {"subscription", "proration", "topup", "overage", "gpu_rental", "custom"}

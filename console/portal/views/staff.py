@@ -13,10 +13,10 @@ from console.portal import charts, selectors
 def staff_overview(request):
     period_start = timezone.localdate().replace(day=1)
     economics = selectors.staff_economics(period_start=period_start, months=6, fresh=bool(request.GET.get("fresh")))
-    tenants = economics["tenants"]
-    by_tenant, by_node, by_period = economics["by_tenant"], economics["by_node"], economics["by_period"]
-    plan_counts = selectors.staff_plan_counts(tenants=tenants)
+    rows, by_node, by_period = economics["rows"], economics["by_node"], economics["by_period"]
+    plan_counts = economics["plan_counts"]
     this_month = by_period[-1] if by_period else None
+    top = [row["e"] for row in rows]
     figures = {
         "fig_period": charts.grouped_bar_figure(
             x=[e.label for e in by_period],
@@ -28,11 +28,8 @@ def staff_overview(request):
             y_title=this_month.currency if this_month else "USD",
         ),
         "fig_tenant": charts.grouped_bar_figure(
-            x=[e.label for e in by_tenant],
-            series={
-                "Revenue": [float(e.revenue) for e in by_tenant],
-                "GPU cost": [float(e.gpu_cost) for e in by_tenant],
-            },
+            x=[e.label for e in top],
+            series={"Revenue": [float(e.revenue) for e in top], "GPU cost": [float(e.gpu_cost) for e in top]},
             y_title="this month",
         ),
         "fig_node": charts.grouped_bar_figure(
@@ -44,8 +41,6 @@ def staff_overview(request):
     }
     for key, column in (("fig_period", "month"), ("fig_tenant", "tenant"), ("fig_node", "node"), ("fig_plans", "plan")):
         charts.with_table(figures[key], first_column=column)
-    tenant_ids = {str(t.pk): t for t in tenants}
-    rows = [{"e": e, "tenant": tenant_ids.get(e.key)} for e in by_tenant]
     return render(
         request,
         "portal/staff_overview.html",
@@ -54,7 +49,7 @@ def staff_overview(request):
             "rows": rows,
             "by_node": by_node,
             "this_month": this_month,
-            "tenant_count": len(tenants),
+            "tenant_count": economics["tenant_count"],
             "plan_counts": plan_counts,
             "figures": figures,
             "computed_at": economics["computed_at"],
