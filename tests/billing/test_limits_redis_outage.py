@@ -54,7 +54,7 @@ def private_redis(settings, tmp_path):
     limits_reset_for_tests()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_limits_fail_closed_when_redis_goes_away(make_tenant, private_redis):
     tenant = make_tenant("pro")
     request_admit(tenant=tenant)
