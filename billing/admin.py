@@ -6,6 +6,7 @@ from django.utils import timezone
 from billing import services
 from billing.choices import PlanChangeKind
 from billing.models import (
+    AlertPolicy,
     ApiKey,
     BillingAccount,
     CustomFee,
@@ -23,6 +24,9 @@ from billing.models import (
     TokenReservation,
     TopUp,
     TopUpPack,
+    UsageAlert,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from console.errors import VoxfleetError
 
@@ -163,7 +167,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ["tenant"]
     search_fields = ["prefix", "name", "tenant__name"]
     # A key belongs to its tenant for good: keys are minted by api_key_create (portal), revoked here.
-    readonly_fields = ["tenant", "prefix", "secret_hash", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = [
+        "tenant",
+        "prefix",
+        "secret_hash",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "cap_month",
+        "cap_month_tokens",
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request):
@@ -369,3 +383,38 @@ class InvoiceAdmin(admin.ModelAdmin):
     def void(self, request, queryset):
         reason = f"voided in admin by {request.user} at {timezone.now():%Y-%m-%d %H:%M}"
         self._each(request, queryset, lambda i: services.invoice_void(invoice_id=i.pk, reason=reason), "Voided")
+
+
+@admin.register(AlertPolicy)
+class AlertPolicyAdmin(ReadOnlyAdmin):
+    """Set by each tenant's owner on the portal's alerts page."""
+
+    list_display = ["tenant", "allowance_percents", "topup_below_tokens", "email_enabled", "updated_at"]
+    list_filter = ["email_enabled"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnlyAdmin):
+    list_display = ["url", "tenant", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    list_select_related = ["tenant"]
+    search_fields = ["url", "tenant__name"]
+    exclude = ["secret"]
+
+
+@admin.register(UsageAlert)
+class UsageAlertAdmin(ReadOnlyAdmin):
+    list_display = ["fired_at", "tenant", "kind", "threshold", "value", "allowance_tokens", "period_start"]
+    list_filter = ["kind", "fired_at"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__name"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "alert", "endpoint", "status", "attempts", "last_status_code", "delivered_at"]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["alert", "endpoint"]
+    search_fields = ["endpoint__url", "alert__tenant__name"]

@@ -81,3 +81,17 @@ class InvitationInvalid(VoxfleetError):
 
     code = "invitation_invalid"
     status = 400
+
+
+class ApiKeyCapReached(VoxfleetError):
+    """The API key's monthly token cap would be passed (the tenant's quota may still have room)."""
+
+    code = "api_key_cap_reached"
+    status = 429
+    openai_type = "insufficient_quota"
+
+
+class ApiKeyScopeMissing(PermissionDenied):
+    """The API key was not given the scope this request needs."""
+
+    code = "api_key_scope_missing"

@@ -6,7 +6,13 @@ from celery import shared_task
 from django.utils import timezone
 
 from billing.periods import month_previous
-from billing.services import billing_period_close, topups_expire_lapsed
+from billing.services import (
+    billing_period_close,
+    topups_expire_lapsed,
+    usage_alert_email_send,
+    webhook_deliveries_retry_due,
+    webhook_delivery_attempt,
+)
 
 
 @shared_task(name="billing.close_previous_period")
@@ -21,3 +27,22 @@ def close_previous_period() -> dict:
 def expire_topups() -> int:
     """Write off lapsed top-ups through ledger rows (they are also expired lazily on spend)."""
     return topups_expire_lapsed()
+
+
+@shared_task(name="billing.webhook_deliver")
+def webhook_deliver(delivery_id: int) -> None:
+    """Try one webhook delivery; on failure it comes back after the service's backoff."""
+    delay = webhook_delivery_attempt(delivery_id=delivery_id)
+    if delay is not None:
+        webhook_deliver.apply_async(args=[delivery_id], countdown=delay)
+
+
+@shared_task(name="billing.usage_alert_email")
+def usage_alert_email(alert_id: int) -> bool:
+    return usage_alert_email_send(alert_id=alert_id)
+
+
+@shared_task(name="billing.webhook_retry_due")
+def webhook_retry_due() -> int:
+    """Re-enqueue deliveries whose retry is due but whose task was lost (worker restart)."""
+    return webhook_deliveries_retry_due()

@@ -335,6 +335,7 @@ def job_create(
                 tokens=prepared.tokens,
                 idempotency_key=f"job:{idempotency_key}" if idempotency_key else None,
                 reference=f"synthesis-job:{job.pk}",
+                api_key=api_key,  # counts against the key's monthly token cap, if it has one
             )
             # Last, so a refusal above never holds a slot; a refusal here rolls the
             # reservation back with the transaction.

@@ -1,5 +1,6 @@
 """Billing reads (keyword-only, no writes), one module per sub-domain.
 
+    alerts     usage-alert thresholds, webhook endpoints, alerts and deliveries
     tenancy    which tenant a user acts for, seats, tenants
     api_keys   a tenant's keys
     quota      what a tenant may still spend
@@ -14,6 +15,13 @@ Everything public is re-exported here: ``from billing.selectors import X``.
 
 from __future__ import annotations
 
+from billing.selectors.alerts import (
+    AlertSettings,
+    alert_settings_get,
+    usage_alert_list_for_tenant,
+    webhook_delivery_list_for_tenant,
+    webhook_endpoint_list_for_tenant,
+)
 from billing.selectors.api_keys import api_key_list_for_tenant
 from billing.selectors.economics import (
     DEFAULT_GPU_MODEL,
@@ -47,6 +55,11 @@ from billing.selectors.topups import topup_list_for_tenant, topup_pack_list_acti
 from billing.selectors.usage import USAGE_DAYS_MAX, usage_by_day, usage_since
 
 __all__ = [
+    "AlertSettings",
+    "alert_settings_get",
+    "usage_alert_list_for_tenant",
+    "webhook_delivery_list_for_tenant",
+    "webhook_endpoint_list_for_tenant",
     "DEFAULT_GPU_MODEL",
     "USAGE_DAYS_MAX",
     "Economics",

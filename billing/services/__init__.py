@@ -7,6 +7,7 @@
     plans     plan look-up, the feature gate, plan changes
     invoices  invoices, custom fees, period close
     limits    per-plan rate and concurrency limits
+    alerts    usage alerts: thresholds, firing once per period, e-mail and signed webhooks
 
 Everything public is re-exported here, so callers write ``from billing.services import X``
 whichever module ``X`` lives in. ``_accounts`` holds private helpers the modules share
@@ -18,6 +19,19 @@ from __future__ import annotations
 
 from billing.errors import UnknownPlan  # raised by plan_get; callers catch it from here
 from billing.services import limits
+from billing.services.alerts import (
+    SIGNATURE_HEADER,
+    alert_policy_update,
+    usage_alert_email_send,
+    usage_alert_fire,
+    usage_alerts_after_reserve,
+    webhook_deliveries_retry_due,
+    webhook_delivery_attempt,
+    webhook_delivery_replay,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_signature,
+)
 from billing.services.api_keys import (
     API_KEY_LAST_USED_RESOLUTION,
     api_key_authenticate,
@@ -64,6 +78,8 @@ from billing.services.topups import topup_grant, topup_purchase, topups_expire_d
 
 __all__ = [
     "API_KEY_LAST_USED_RESOLUTION",
+    "SIGNATURE_HEADER",
+    "alert_policy_update",
     "INVITATION_VALID_FOR",
     "PLAN_FEATURES",
     "UnknownPlan",
@@ -103,5 +119,14 @@ __all__ = [
     "topup_purchase",
     "topups_expire_due",
     "topups_expire_lapsed",
+    "usage_alert_email_send",
+    "usage_alert_fire",
+    "usage_alerts_after_reserve",
     "user_create",
+    "webhook_deliveries_retry_due",
+    "webhook_delivery_attempt",
+    "webhook_delivery_replay",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_signature",
 ]

@@ -8,21 +8,43 @@ from typing import TYPE_CHECKING
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.choices import API_KEY_SCOPES_ALL
 from billing.models import ApiKey
 from billing.services._accounts import tenant_active_check
 from console.credentials import credential_generate, credential_matches, credential_prefix
-from console.errors import NotFound
+from console.errors import NotFound, VoxfleetError
 
 if TYPE_CHECKING:
     from billing.models import Tenant
 
 
-def api_key_create(*, tenant: Tenant, name: str, created_by=None) -> tuple[ApiKey, str]:
-    """Returns the stored key and its plaintext, which is never retrievable again (not for a suspended tenant)."""
+def api_key_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    created_by=None,
+    scopes: list[str] | None = None,
+    monthly_token_cap: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Returns the stored key and its plaintext, which is never retrievable again (not for a
+    suspended tenant). ``scopes`` default to all; ``monthly_token_cap`` None means no cap."""
     tenant_active_check(tenant.pk, action="create API keys")
+    scopes = sorted(set(scopes)) if scopes is not None else list(API_KEY_SCOPES_ALL)
+    if not scopes or set(scopes) - set(API_KEY_SCOPES_ALL):
+        raise VoxfleetError(f"Scopes must be some of {', '.join(API_KEY_SCOPES_ALL)}.", code="invalid_scopes")
+    if monthly_token_cap is not None and (
+        isinstance(monthly_token_cap, bool) or not isinstance(monthly_token_cap, int) or monthly_token_cap <= 0
+    ):
+        raise VoxfleetError("A monthly token cap must be a positive whole number.", code="invalid_cap")
     cred = credential_generate("vf")
     key = ApiKey.objects.create(
-        tenant=tenant, name=name, prefix=cred.prefix, secret_hash=cred.secret_hash, created_by=created_by
+        tenant=tenant,
+        name=name,
+        prefix=cred.prefix,
+        secret_hash=cred.secret_hash,
+        created_by=created_by,
+        scopes=scopes,
+        monthly_token_cap=monthly_token_cap,
     )
     return key, cred.plaintext
 

@@ -8,16 +8,19 @@ as the counter it moves.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from billing import fastpath
-from billing.choices import LedgerBucket, LedgerKind, ReservationStatus
-from billing.errors import InsufficientQuota, InvalidAmount, ReservationNotFound, ReservationNotOpen
-from billing.models import BillingAccount, LedgerEntry, TokenReservation, TopUp
+from billing.choices import ALERT_DEFAULT_PERCENTS, LedgerBucket, LedgerKind, ReservationStatus
+from billing.errors import ApiKeyCapReached, InsufficientQuota, InvalidAmount, ReservationNotFound, ReservationNotOpen
+from billing.models import ApiKey, BillingAccount, LedgerEntry, TokenReservation, TopUp
+from billing.periods import billing_month_window
 from billing.services._accounts import (
     account_lock,
     ledger_row,
@@ -25,7 +28,10 @@ from billing.services._accounts import (
     topups_expire_locked,
     window_ensure,
 )
+from billing.services.alerts import usage_alerts_after_reserve
 from console.errors import Conflict, VoxfleetError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from billing.models import Tenant
@@ -56,11 +62,67 @@ def reservation_create(
     idempotency_key: str | None = None,
     reference: str = "",
     now: dt.datetime | None = None,
+    api_key: ApiKey | None = None,
 ) -> TokenReservation:
     """Hold ``tokens`` for one job: the allowance first, then top-ups by earliest expiry, then
     overage if the plan prices it; otherwise InsufficientQuota and nothing is written.
-    The same ``idempotency_key`` for the same tenant returns the first reservation."""
+    The same ``idempotency_key`` for the same tenant returns the first reservation.
+
+    ``api_key``: the key the request came with; if it carries a monthly token cap, the
+    tokens count against it in the same transaction (ApiKeyCapReached, 429, past the cap).
+    Usage alerts the reservation crosses fire after it (``billing.services.alerts``)."""
+    capped = api_key is not None and api_key.monthly_token_cap is not None
+    if not capped:
+        return _reservation_create(
+            tenant=tenant, tokens=tokens, idempotency_key=idempotency_key, reference=reference, now=now
+        )
+    with transaction.atomic():
+        reservation = _reservation_create(
+            tenant=tenant, tokens=tokens, idempotency_key=idempotency_key, reference=reference, now=now, api_key=api_key
+        )
+        if reservation.api_key_id == api_key.pk and not getattr(reservation, "_existing", False):
+            _api_key_cap_take(api_key=api_key, tenant=tenant, tokens=reservation.tokens, now=now or timezone.now())
+        return reservation
+
+
+def _cap_month(tenant: Tenant, now: dt.datetime) -> dt.date:
+    return billing_month_window(now=now, tz=tenant.tz)[0].date()
+
+
+def _api_key_cap_take(*, api_key: ApiKey, tenant: Tenant, tokens: int, now: dt.datetime) -> None:
+    """Count ``tokens`` against the key's monthly cap: one conditional UPDATE (the month rolls
+    over in it); none changed means the cap would be passed. Locked after the account (lock order)."""
+    month = _cap_month(tenant, now)
+    current = Case(When(cap_month=month, then=F("cap_month_tokens")), default=Value(0))
+    changed = (
+        ApiKey.objects.filter(pk=api_key.pk, monthly_token_cap__isnull=False)
+        .annotate(current=current)
+        .filter(current__lte=F("monthly_token_cap") - tokens)
+        .update(cap_month=month, cap_month_tokens=current + tokens)
+    )
+    if changed != 1:
+        used = ApiKey.objects.filter(pk=api_key.pk).values_list("cap_month", "cap_month_tokens").first()
+        spent = used[1] if used and used[0] == month else 0
+        raise ApiKeyCapReached(
+            f"API key {api_key.prefix}… may use {api_key.monthly_token_cap:,} tokens a month and has used {spent:,}; "
+            f"this request needs {tokens:,}. Raise its cap or use another key.",
+            cap=api_key.monthly_token_cap,
+            used=spent,
+            needed=tokens,
+        )
+
+
+def _reservation_create(
+    *,
+    tenant: Tenant,
+    tokens: int,
+    idempotency_key: str | None = None,
+    reference: str = "",
+    now: dt.datetime | None = None,
+    api_key: ApiKey | None = None,
+) -> TokenReservation:
     tokens = positive_tokens(tokens)
+    api_key_id = api_key.pk if api_key is not None else None
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 128):
         raise VoxfleetError("Idempotency key must be 1-128 characters.", code="invalid_idempotency_key")
     now = now or timezone.now()
@@ -68,18 +130,36 @@ def reservation_create(
     if idempotency_key is not None:
         existing = _reservation_by_key(tenant.pk, idempotency_key, tokens)
         if existing is not None:
+            existing._existing = True
             return existing
     if fastpath.available():
         try:
-            reservation = fastpath.reserve_from_allowance(
-                tenant_id=tenant.pk, tokens=tokens, key=idempotency_key, reference=reference, now=now
+            outcome = fastpath.reserve_from_allowance(
+                tenant_id=tenant.pk,
+                tokens=tokens,
+                key=idempotency_key,
+                reference=reference,
+                now=now,
+                api_key_id=api_key_id,
             )
         except IntegrityError:
             # The same idempotency key committed between our check and our insert.
             reservation = _reservation_by_key(tenant.pk, idempotency_key, tokens)
             if reservation is None:
                 raise
-        if reservation is not None:
+            reservation._existing = True
+            return reservation
+        if outcome is not None:
+            reservation, remaining, allowance, percents = outcome
+            _alerts_quietly(
+                tenant_id=tenant.pk,
+                period_start=reservation.window_start,
+                allowance_tokens=allowance,
+                remaining_before=remaining + tokens,
+                remaining_after=remaining,
+                percents=ALERT_DEFAULT_PERCENTS if percents is None else percents,
+                now=now,
+            )
             return reservation
     with transaction.atomic():
         account = account_lock(tenant.pk)
@@ -87,6 +167,7 @@ def reservation_create(
             # Again under the lock: a concurrent request with the same key may have won.
             existing = _reservation_by_key(tenant.pk, idempotency_key, tokens)
             if existing is not None:
+                existing._existing = True
                 return existing
         window_ensure(account, now=now)
         plan = account.tenant.plan
@@ -94,14 +175,17 @@ def reservation_create(
         need = tokens - from_allowance
         rows: list[LedgerEntry] = []
         parts: list[tuple[TopUp, int]] = []
+        topup_before = None
         if need > 0:
             # Slow path only: top-ups are touched when the allowance cannot cover the job.
             topups_expire_locked(account, now=now)
-            for topup in (
+            live = list(
                 TopUp.objects.select_for_update()
                 .filter(tenant_id=tenant.pk, remaining__gt=0, expires_at__gt=now)
                 .order_by("expires_at", "id")
-            ):
+            )
+            topup_before = sum(t.remaining for t in live)
+            for topup in live:
                 take = min(need, topup.remaining)
                 parts.append((topup, take))
                 need -= take
@@ -128,7 +212,9 @@ def reservation_create(
             from_topups=[[t.pk, take] for t, take in parts],
             from_overage=from_overage,
             created_at=now,
+            api_key_id=api_key_id,
         )
+        remaining_before = account.allowance_remaining
         if from_allowance:
             account.allowance_remaining -= from_allowance
             account.save(update_fields=["allowance_remaining"])
@@ -171,7 +257,28 @@ def reservation_create(
                 )
             )
         LedgerEntry.objects.bulk_create(rows)
-        return reservation
+        taken = sum(take for _, take in parts)
+        alert_args = {
+            "tenant_id": tenant.pk,
+            "period_start": account.window_start,
+            "allowance_tokens": int(account.allowance_tokens),
+            "remaining_before": remaining_before,
+            "remaining_after": account.allowance_remaining,
+            "topup_before": topup_before if taken else None,
+            "topup_after": (topup_before - taken) if taken else None,
+            "now": now,
+        }
+    # After the reservation's own block, in the caller's transaction if any (a job refused later rolls its alert back).
+    _alerts_quietly(**alert_args)
+    return reservation
+
+
+def _alerts_quietly(**kwargs) -> None:
+    """Fire the usage alerts a reservation crossed; an alert problem never refuses the job."""
+    try:
+        usage_alerts_after_reserve(**kwargs)
+    except Exception:  # noqa: BLE001 - logged; the reservation stands
+        log.exception("usage alerts after a reservation failed (tenant %s)", kwargs.get("tenant_id"))
 
 
 def reservation_settle(
@@ -329,6 +436,13 @@ def reservation_release(*, reservation_id: int, reason: str, now: dt.datetime | 
         reservation.release_reason = (reason or "released")[:64]
         reservation.save(update_fields=["status", "released_at", "release_reason"])
         LedgerEntry.objects.bulk_create(rows)
+        if reservation.api_key_id:
+            # A failed or cancelled job costs the key's monthly cap nothing either (lock order:
+            # account -> top-ups -> reservation -> key).
+            month = _cap_month(account.tenant, reservation.created_at)
+            ApiKey.objects.filter(
+                pk=reservation.api_key_id, cap_month=month, cap_month_tokens__gte=reservation.tokens
+            ).update(cap_month_tokens=F("cap_month_tokens") - reservation.tokens)
         return reservation
 
 

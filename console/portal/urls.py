@@ -24,6 +24,9 @@ urlpatterns = [
     path("voices/", views.voices, name="voices"),
     path("voices/<str:voice_id>/delete", views.voice_delete_view, name="voice_delete"),
     path("staff/", views.staff_overview, name="staff_overview"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/webhooks/<int:endpoint_id>/delete", views.webhook_endpoint_delete_view, name="webhook_delete"),
+    path("alerts/deliveries/<int:delivery_id>/replay", views.webhook_delivery_replay_view, name="delivery_replay"),
     path("keys/", views.api_keys, name="api_keys"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
 ]

@@ -11,7 +11,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
-from billing.choices import SESSION_TENANT_KEY
+from billing.choices import SESSION_TENANT_KEY, ApiKeyScope
+from billing.errors import ApiKeyScopeMissing
 from billing.selectors import tenant_for_user
 from billing.services import api_key_authenticate
 from console.credentials import bearer_token
@@ -40,6 +41,37 @@ class ApiKeyPrincipal:
         return self.username
 
 
+# The scopes that let an API key use each route (any one of them will do); a route not
+# listed (the model list) takes any key. One table for /api/v1/ and the OpenAI-compatible /v1/.
+_SYNTH, _USAGE, _VOICES = ApiKeyScope.SYNTHESIZE, ApiKeyScope.USAGE_READ, ApiKeyScope.VOICES_MANAGE
+ROUTE_SCOPES: dict[tuple[str, str], frozenset[str]] = {
+    ("api-jobs", "POST"): frozenset({_SYNTH}),
+    ("api-jobs", "GET"): frozenset({_SYNTH, _USAGE}),
+    ("api-job", "GET"): frozenset({_SYNTH, _USAGE}),
+    ("api-job-cancel", "POST"): frozenset({_SYNTH}),
+    ("api-job-audio", "GET"): frozenset({_SYNTH}),
+    ("api-usage", "GET"): frozenset({_USAGE}),
+    ("api-quota", "GET"): frozenset({_USAGE, _SYNTH}),
+    ("api-voices", "GET"): frozenset({_SYNTH, _VOICES}),
+    ("api-voices", "POST"): frozenset({_VOICES}),
+    ("api-voice", "GET"): frozenset({_SYNTH, _VOICES}),
+    ("api-voice", "PATCH"): frozenset({_VOICES}),
+    ("api-voice", "DELETE"): frozenset({_VOICES}),
+    ("openai-speech", "POST"): frozenset({_SYNTH}),
+}
+
+
+def api_key_scope_check(*, key: ApiKey, route: str | None, method: str) -> None:
+    """ApiKeyScopeMissing (403) unless the key has one of the scopes the route needs."""
+    needed = ROUTE_SCOPES.get((route or "", method.upper()))
+    if needed and not needed & set(key.scopes or ()):
+        raise ApiKeyScopeMissing(
+            f"This API key may not do this: it needs the {' or '.join(sorted(needed))} scope "
+            f"(it has {', '.join(key.scopes or []) or 'none'}). Create a key with that scope on the API keys page.",
+            needed=sorted(needed),
+        )
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer vf_…``; no header means "try the next authenticator"."""
 
@@ -55,6 +87,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             key = api_key_authenticate(plaintext=token)
         except NotFound:
             raise AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key") from None
+        match = getattr(request._request, "resolver_match", None)
+        api_key_scope_check(key=key, route=match.url_name if match else None, method=request.method)
         return ApiKeyPrincipal(key), key
 
     def authenticate_header(self, request) -> str:

@@ -109,7 +109,7 @@ def test_suspended_tenant_refused_in_the_portal_but_reads_its_pages(make_tenant)
         assert c.get(url).status_code == 200, url
     r = c.post("/plan/topup", {"pack": "topup-1m"}, follow=True)
     assert "suspended" in r.content.decode()
-    r = c.post("/keys/", {"name": "sneaky"}, follow=True)
+    r = c.post("/keys/", {"name": "sneaky", "scopes": ["synthesize"]}, follow=True)
     assert "suspended" in r.content.decode()
     r = c.post("/plan/change", {"plan": "free"}, follow=True)
     assert "suspended" in r.content.decode()

@@ -37,6 +37,7 @@ PORTAL_PAGES = {
     "/plan/": 14,
     "/invoices/": 10,
     "/team/": 11,
+    "/alerts/": 12,
 }
 API_PAGES = {
     "/api/v1/jobs": 6,
@@ -57,6 +58,8 @@ ADMIN_PAGES = {
     "/admin/billing/apikey/": 10,
     "/admin/billing/membership/": 10,
     "/admin/inference/synthesisjob/": 10,
+    "/admin/billing/usagealert/": 10,
+    "/admin/billing/webhookdelivery/": 10,
 }
 
 

@@ -8,6 +8,7 @@
     plan        plan changes
     topups      top-up packs
     invoices    invoices
+    alerts      usage alerts, webhooks and their delivery log
     voices      voices from prompt audio
     staff       the staff overview
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from console.portal.views._access import owner_required, tenant_required
 from console.portal.views.accounts import invite_accept, signup, tenant_switch
+from console.portal.views.alerts import alerts, webhook_delivery_replay_view, webhook_endpoint_delete_view
 from console.portal.views.api_keys import api_key_revoke_view, api_keys
 from console.portal.views.dashboard import dashboard, job_audio
 from console.portal.views.invoices import invoices
@@ -30,6 +32,9 @@ from console.portal.views.topups import topup_buy
 from console.portal.views.voices import voice_delete_view, voices
 
 __all__ = [
+    "alerts",
+    "webhook_delivery_replay_view",
+    "webhook_endpoint_delete_view",
     "api_key_revoke_view",
     "api_keys",
     "dashboard",

@@ -21,7 +21,11 @@ def api_keys(request):
     if request.method == "POST" and form.is_valid():
         try:
             key, new_key = api_key_create(
-                tenant=request.tenant, name=form.cleaned_data["name"], created_by=request.user
+                tenant=request.tenant,
+                name=form.cleaned_data["name"],
+                created_by=request.user,
+                scopes=form.cleaned_data["scopes"],
+                monthly_token_cap=form.cleaned_data["monthly_token_cap"],
             )
         except VoxfleetError as exc:
             form.add_error(None, exc.message)
