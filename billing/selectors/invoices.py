@@ -206,37 +206,46 @@ class TenantMonth:
     usage: list  # [{"node_name", "gpu_model", "tokens", "jobs", "gpu_seconds"}]
 
 
-def invoice_lines_compute_many(*, tenants: list[Tenant], period_start: dt.date) -> dict[int, TenantMonth]:
+def invoice_lines_compute_many(
+    *, tenants: list[Tenant], period_start: dt.date, only_these: bool = False
+) -> dict[int, TenantMonth]:
     """``invoice_lines_compute`` for many tenants at once, with their usage rows.
 
     Queries: one per time zone the tenants live in for usage and one for top-ups, plus a
     fixed few (plan changes, custom fees, dedicated nodes, rental rates), whatever the
-    number of tenants or jobs.
+    number of tenants or jobs. ``only_these``: filter every query by the tenants' ids (a
+    batch of a month close) instead of reading whole time zones (every tenant, the economics).
     """
     first, next_first = month_bounds(period_start)
     by_zone: dict[str, list[Tenant]] = defaultdict(list)
     for tenant in tenants:
         by_zone[tenant.time_zone].append(tenant)
     ids = [t.pk for t in tenants]
+
+    def mine(qs, field="tenant_id"):
+        return qs.filter(**{f"{field}__in": ids}) if only_these else qs
+
     changes: dict[int, list] = defaultdict(list)
     for change in (
-        PlanChange.objects.filter(applied_at__isnull=False)
+        mine(PlanChange.objects.filter(applied_at__isnull=False))
         .select_related("from_plan", "to_plan")
         .order_by("tenant_id", "applied_at", "id")
     ):
         changes[change.tenant_id].append(change)
     fees: dict[int, list] = defaultdict(list)
-    for fee in CustomFee.objects.filter(period_month__gte=first, period_month__lt=next_first).order_by(
+    for fee in mine(CustomFee.objects.filter(period_month__gte=first, period_month__lt=next_first)).order_by(
         "-period_month", "id"
     ):
         fees[fee.tenant_id].append(fee)
     dedicated: dict[int, list[str]] = defaultdict(list)
     for tenant_id, name in (
-        Tenant.objects.filter(dedicated_nodes__isnull=False).values_list("pk", "dedicated_nodes__name").order_by()
+        mine(Tenant.objects.filter(dedicated_nodes__isnull=False), "pk")
+        .values_list("pk", "dedicated_nodes__name")
+        .order_by()
     ):
         dedicated[tenant_id].append(name)
     rates = dict(
-        BillingAccount.objects.filter(gpu_rental_price_per_hour__isnull=False).values_list(
+        mine(BillingAccount.objects.filter(gpu_rental_price_per_hour__isnull=False)).values_list(
             "tenant_id", "gpu_rental_price_per_hour"
         )
     )
@@ -245,9 +254,10 @@ def invoice_lines_compute_many(*, tenants: list[Tenant], period_start: dt.date) 
     wanted = set(ids)
     for zone, members in by_zone.items():
         start, end = month_range(tz=members[0].tz, period_start=first)
+        zone_filter = {"tenant_id__in": [t.pk for t in members]} if only_these else {"tenant__time_zone": zone}
         for row in (
             _settled_in(start, end)
-            .filter(tenant__time_zone=zone)
+            .filter(**zone_filter)
             .values("tenant_id", "node_name", "gpu_model")
             .annotate(
                 tokens=Sum("tokens"), jobs=Count("id"), gpu_seconds=Sum("gpu_seconds"), overage=Sum("from_overage")
@@ -257,7 +267,7 @@ def invoice_lines_compute_many(*, tenants: list[Tenant], period_start: dt.date) 
             if row["tenant_id"] in wanted:
                 usage[row["tenant_id"]].append(row)
         for topup in (
-            TopUp.objects.filter(tenant__time_zone=zone, purchased_at__gte=start, purchased_at__lt=end, price__gt=0)
+            TopUp.objects.filter(**zone_filter, purchased_at__gte=start, purchased_at__lt=end, price__gt=0)
             .select_related("pack")
             .order_by("expires_at", "id")
         ):

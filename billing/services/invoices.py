@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from billing.choices import InvoiceStatus, PaymentStatus
 from billing.errors import InvalidAmount, InvoiceImmutable, PaymentFailed
-from billing.models import CustomFee, Invoice, InvoiceLine, Payment, Tenant
+from billing.models import BillingAccount, CustomFee, Invoice, InvoiceLine, Payment, Tenant
 from billing.payments import payment_provider_get
 from billing.periods import billing_month_window, month_bounds
 from billing.pricing import CENT
-from billing.selectors.invoices import invoice_lines_compute
+from billing.selectors.invoices import invoice_lines_compute, invoice_lines_compute_many
 from billing.services._accounts import account_lock
 from billing.services.quota import account_window_ensure
 from console.errors import Conflict, NotFound, VoxfleetError
@@ -174,28 +174,106 @@ def custom_fee_add(*, tenant: Tenant, description: str, amount, period_month: dt
         )
 
 
-def billing_period_close(*, period_start: dt.date, finalize: bool = True, now=None, progress=None) -> dict:
+CLOSE_BATCH = 500
+
+
+def billing_period_close(
+    *, period_start: dt.date, finalize: bool = True, now=None, progress=None, batch_size: int = CLOSE_BATCH
+) -> dict:
     """Build (and finalize) every tenant's invoice for a month that has ended in its time zone.
 
-    Suspended tenants are closed too: what they used before the suspension is still owed. Idempotent: tenants whose invoice is already finalized are skipped, drafts are rebuilt.
+    Suspended tenants are closed too: what they used before the suspension is still owed.
+    Idempotent: tenants whose invoice is already finalized are skipped, drafts are rebuilt.
     Due downgrades are applied first. ``progress`` is an optional callable per tenant (CLI bar).
+
+    In batches of ``batch_size`` tenants, one transaction each: their accounts locked (in
+    tenant order, the first lock as everywhere, so a concurrent fee or top-up waits), their
+    lines computed in a fixed number of queries (``invoice_lines_compute_many``), invoices
+    and lines bulk-inserted, then finalized in one UPDATE: a few dozen statements per batch
+    instead of a dozen per tenant. The lines are exactly ``invoice_draft_build``'s.
     """
     first, next_first = month_bounds(period_start)
     now = now or timezone.now()
     counts = {"finalized": 0, "drafted": 0, "skipped": 0, "not_over": 0}
-    for tenant in Tenant.objects.select_related("plan").order_by("pk"):
+    tenants = list(Tenant.objects.select_related("plan").order_by("pk"))
+    due = []
+    for tenant in tenants:
         if now < dt.datetime.combine(next_first, dt.time(0), tzinfo=tenant.tz):
             counts["not_over"] += 1
+            if progress is not None:
+                progress(tenant)
         else:
-            account_window_ensure(tenant=tenant, now=now)
-            invoice = invoice_draft_build(tenant=tenant, period_start=first)
-            if invoice.status != InvoiceStatus.DRAFT:
-                counts["skipped"] += 1
-            elif finalize:
-                invoice_finalize(invoice_id=invoice.pk, now=now)
-                counts["finalized"] += 1
-            else:
-                counts["drafted"] += 1
+            due.append(tenant)
+    downgrades = set(
+        BillingAccount.objects.filter(pending_plan__isnull=False, pending_plan_at__lte=now).values_list(
+            "tenant_id", flat=True
+        )
+    )
+    if downgrades:
+        for tenant in due:
+            if tenant.pk in downgrades:
+                account_window_ensure(tenant=tenant, now=now)
+        plans = dict(Tenant.objects.filter(pk__in=downgrades).values_list("pk", "plan_id"))
+        for tenant in due:
+            if tenant.pk in plans and tenant.plan_id != plans[tenant.pk]:
+                tenant.refresh_from_db()
+    for i in range(0, len(due), max(1, batch_size)):
+        batch = due[i : i + batch_size]
+        for key, n in _period_close_batch(
+            batch, first=first, next_first=next_first, finalize=finalize, now=now
+        ).items():
+            counts[key] += n
         if progress is not None:
-            progress(tenant)
+            for tenant in batch:
+                progress(tenant)
+    return counts
+
+
+def _period_close_batch(batch: list[Tenant], *, first, next_first, finalize: bool, now) -> dict:
+    counts = {"finalized": 0, "drafted": 0, "skipped": 0}
+    ids = [t.pk for t in batch]
+    with transaction.atomic():
+        list(BillingAccount.objects.select_for_update().filter(tenant_id__in=ids).order_by("tenant_id").values("pk"))
+        existing = {
+            inv.tenant_id: inv
+            for inv in Invoice.objects.select_for_update().filter(tenant_id__in=ids, period_start=first)
+        }
+        open_tenants = [t for t in batch if t.pk not in existing or existing[t.pk].status == InvoiceStatus.DRAFT]
+        counts["skipped"] = len(batch) - len(open_tenants)
+        months = invoice_lines_compute_many(tenants=open_tenants, period_start=first, only_these=True)
+        drafts = [existing[t.pk] for t in open_tenants if t.pk in existing]
+        if drafts:
+            InvoiceLine.objects.filter(invoice__in=drafts).delete()
+        new = [
+            Invoice(
+                tenant=t,
+                number=_invoice_number(t, first),
+                period_start=first,
+                period_end=next_first,
+                currency=months[t.pk].currency,
+                created_at=now,
+            )
+            for t in open_tenants
+            if t.pk not in existing
+        ]
+        Invoice.objects.bulk_create(new)
+        invoices = {inv.tenant_id: inv for inv in [*drafts, *new]}
+        lines = []
+        for tenant in open_tenants:
+            invoice, month = invoices[tenant.pk], months[tenant.pk]
+            lines.extend(InvoiceLine(invoice=invoice, position=n, **line) for n, line in enumerate(month.lines))
+            invoice.currency = month.currency
+            invoice.total = sum((line["amount"] for line in month.lines), Decimal("0.00"))
+            invoice.amount_prepaid = sum(
+                (line["amount"] for line in month.lines if line["prepaid_by_id"]), Decimal("0.00")
+            )
+        InvoiceLine.objects.bulk_create(lines, batch_size=2000)
+        Invoice.objects.bulk_update(list(invoices.values()), ["currency", "total", "amount_prepaid"], batch_size=1000)
+        if finalize and invoices:
+            Invoice.objects.filter(pk__in=[inv.pk for inv in invoices.values()], status=InvoiceStatus.DRAFT).update(
+                status=InvoiceStatus.FINALIZED, finalized_at=now
+            )
+            counts["finalized"] = len(invoices)
+        else:
+            counts["drafted"] = len(invoices)
     return counts
