@@ -107,7 +107,16 @@ def _measure(args) -> tuple[dict, dict]:
     from billing.services import api_key_create, billing_period_close, user_create
 
     settings.ALLOWED_HOSTS = ["*"]
+    from django.apps import apps
+
     big = Tenant.objects.select_related("plan").get(name="Scale Big Co")
+    job_model = apps.get_model("inference.SynthesisJob")
+    sizes = {
+        "tenants": Tenant.objects.count(),
+        "nodes": apps.get_model("fleetagent.Node").objects.count(),
+        "jobs": job_model.objects.count(),
+        "big": job_model.objects.filter(tenant=big).count(),
+    }
     owner = big.memberships.get(role="owner").user
     _, key = api_key_create(tenant=big, name="bench")
     staff = user_create(username=f"bench-staff-{os.getpid()}", password="pw-bench-123", is_staff=True)
@@ -126,7 +135,7 @@ def _measure(args) -> tuple[dict, dict]:
     period = month_previous(timezone.now().date())
     started = time.monotonic()
     counts = billing_period_close(period_start=period)
-    other = {"month_close_s": time.monotonic() - started, "month_close": counts}
+    other = {"month_close_s": time.monotonic() - started, "month_close": counts, "sizes": sizes}
     return pages, other
 
 
@@ -156,12 +165,13 @@ def main() -> None:
     os.environ.clear()
     os.environ.update(env)
     pages, other = _measure(args)
+    sizes = other.pop("sizes")
     figures.update(other)
     figures["reconcile_after_close_s"] = _manage(env, "billing_reconcile")
     load_after = os.getloadavg()
 
-    print(f"\nbilling at scale: {args.tenants:,} tenants, {args.nodes} nodes, {args.jobs:,} jobs")
-    print(f"(one tenant with {args.big_tenant_jobs:,}); PostgreSQL, in-process test client, {args.runs} runs a page")
+    print(f"\nbilling at scale: {sizes['tenants']:,} tenants, {sizes['nodes']} nodes, {sizes['jobs']:,} jobs")
+    print(f"(one tenant with {sizes['big']:,}); PostgreSQL, in-process test client, {args.runs} runs a page")
     print(f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", end="")
     print(f", after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} cores)\n")
     print(f"{'page':42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8}")

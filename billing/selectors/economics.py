@@ -66,7 +66,9 @@ def tenant_revenue(*, tenant: Tenant, period_start: dt.date) -> tuple[Decimal, s
     return _revenues([tenant], period_start)[tenant.pk][:2]
 
 
-def _revenues(tenants: list[Tenant], period_start: dt.date) -> dict[int, tuple[Decimal, str, list]]:
+def _revenues(
+    tenants: list[Tenant], period_start: dt.date, *, per_node: bool = True
+) -> dict[int, tuple[Decimal, str, list]]:
     """Revenue, currency and usage rows per tenant for one month, in a bounded number of queries.
 
     Revenue is the invoice's total once it left draft (void counts 0), else the live line
@@ -79,7 +81,7 @@ def _revenues(tenants: list[Tenant], period_start: dt.date) -> dict[int, tuple[D
         .exclude(status=InvoiceStatus.DRAFT)
         .values("tenant_id", "status", "total", "currency")
     }
-    months = invoice_lines_compute_many(tenants=tenants, period_start=first)
+    months = invoice_lines_compute_many(tenants=tenants, period_start=first, per_node=per_node)
     out = {}
     for tenant in tenants:
         month = months[tenant.pk]
@@ -204,7 +206,8 @@ def _period_economics(tenants, periods, rates, revenues_by_period: dict) -> list
     for period in periods:
         revenues = revenues_by_period.get(period)
         if revenues is None:
-            revenues = revenues_by_period[period] = _revenues(tenants, period)
+            # Months need no per-node split: a row per tenant and GPU model, not per node.
+            revenues = revenues_by_period[period] = _revenues(tenants, period, per_node=False)
         rows = _tenant_economics(tenants, period, rates, revenues)
         out.append(
             Economics(
@@ -236,9 +239,10 @@ def economics_overview(*, period_start: dt.date, months: int = 6, tenants=None) 
     tenants = _tenants(tenants)
     rates = gpu_cost_rates()
     first = period_start.replace(day=1)
-    revenues_by_period: dict = {}
+    # The current month per node (its node split); the earlier months per tenant only.
+    current = _revenues(tenants, first)
+    revenues_by_period: dict = {first: current}
     by_period = _period_economics(tenants, _periods(first, months), rates, revenues_by_period)
-    current = revenues_by_period[first]
     return EconomicsOverview(
         by_tenant=_tenant_economics(tenants, first, rates, current),
         by_node=_node_economics(tenants, current, rates),

@@ -207,7 +207,7 @@ class TenantMonth:
 
 
 def invoice_lines_compute_many(
-    *, tenants: list[Tenant], period_start: dt.date, only_these: bool = False
+    *, tenants: list[Tenant], period_start: dt.date, only_these: bool = False, per_node: bool = True
 ) -> dict[int, TenantMonth]:
     """``invoice_lines_compute`` for many tenants at once, with their usage rows.
 
@@ -215,6 +215,8 @@ def invoice_lines_compute_many(
     fixed few (plan changes, custom fees, dedicated nodes, rental rates), whatever the
     number of tenants or jobs. ``only_these``: filter every query by the tenants' ids (a
     batch of a month close) instead of reading whole time zones (every tenant, the economics).
+    ``per_node=False``: usage rows per GPU model only (``node_name`` None) - one row per tenant
+    rather than one per tenant and node; dedicated-node seconds come from a small query of their own.
     """
     first, next_first = month_bounds(period_start)
     by_zone: dict[str, list[Tenant]] = defaultdict(list)
@@ -251,21 +253,34 @@ def invoice_lines_compute_many(
     )
     usage: dict[int, list] = defaultdict(list)
     topups: dict[int, list] = defaultdict(list)
+    on_dedicated: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     wanted = set(ids)
+    group = ("tenant_id", "node_name", "gpu_model") if per_node else ("tenant_id", "gpu_model")
+    dedicated_names = sorted({name for names in dedicated.values() for name in names})
     for zone, members in by_zone.items():
         start, end = month_range(tz=members[0].tz, period_start=first)
         zone_filter = {"tenant_id__in": [t.pk for t in members]} if only_these else {"tenant__time_zone": zone}
         for row in (
             _settled_in(start, end)
             .filter(**zone_filter)
-            .values("tenant_id", "node_name", "gpu_model")
+            .values(*group)
             .annotate(
                 tokens=Sum("tokens"), jobs=Count("id"), gpu_seconds=Sum("gpu_seconds"), overage=Sum("from_overage")
             )
             .order_by()
         ):
             if row["tenant_id"] in wanted:
+                row.setdefault("node_name", None)
                 usage[row["tenant_id"]].append(row)
+        if not per_node and dedicated_names:
+            for row in (
+                _settled_in(start, end)
+                .filter(**zone_filter, node_name__in=dedicated_names)
+                .values("tenant_id", "node_name")
+                .annotate(gpu_seconds=Sum("gpu_seconds"))
+                .order_by()
+            ):
+                on_dedicated[row["tenant_id"]][row["node_name"]] += float(row["gpu_seconds"] or 0.0)
         for topup in (
             TopUp.objects.filter(**zone_filter, purchased_at__gte=start, purchased_at__lt=end, price__gt=0)
             .select_related("pack")
@@ -277,8 +292,11 @@ def invoice_lines_compute_many(
         start, end = month_range(tz=tenant.tz, period_start=first)
         rows = usage.get(tenant.pk, [])
         seconds: dict[str, float] = defaultdict(float)
-        for r in rows:
-            seconds[r["node_name"]] += float(r["gpu_seconds"] or 0.0)
+        if per_node:
+            for r in rows:
+                seconds[r["node_name"]] += float(r["gpu_seconds"] or 0.0)
+        else:
+            seconds.update(on_dedicated.get(tenant.pk, {}))
         tenant_changes = changes.get(tenant.pk, [])
         facts = MonthFacts(
             plan=_plan_replayed(tenant_changes, start, tenant.plan),

@@ -120,9 +120,14 @@ def test_many_tenants_lines_match_one_tenant_lines(make_tenant):
     for tenant in tenants:
         tenant.refresh_from_db()
     many = invoice_lines_compute_many(tenants=tenants, period_start=may)
+    per_model = invoice_lines_compute_many(tenants=tenants, period_start=may, per_node=False)
+    batch = invoice_lines_compute_many(tenants=tenants[:2], period_start=may, only_these=True)
     kinds = set()
     for tenant in tenants:
         currency, lines = invoice_lines_compute(tenant=tenant, period_start=may)
         assert (many[tenant.pk].currency, many[tenant.pk].lines) == (currency, lines), tenant.name
+        assert per_model[tenant.pk].lines == lines, tenant.name
+        if tenant in tenants[:2]:
+            assert batch[tenant.pk].lines == lines, tenant.name
         kinds |= {line["kind"] for line in lines}
     assert kinds == {"subscription", "proration", "topup", "overage", "gpu_rental", "custom"}
