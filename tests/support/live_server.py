@@ -306,26 +306,30 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
                     f"{server.data['node']}@%h",
                 ],
             )
-        server.wait_ready(
-            lambda: _synthesis_ok(server),
+        last_answer = [""]
+
+        def synthesis_ok() -> bool:
+            response = httpx.post(
+                f"{server.url}/v1/audio/speech",
+                headers={"Authorization": f"Bearer {server.key('warmup')}"},
+                json={"model": "cosyvoice-3", "input": "你好", "voice": "zh-female", "seed": 1},
+                timeout=30,
+            )
+            last_answer[0] = f"{response.status_code} {response.text[:200]}"
+            return response.status_code == 200
+
+        wait_until(
+            synthesis_ok,
             what="one real synthesis (engine loaded, worker consuming)",
             timeout_s=120,
             interval_s=0.5,
+            alive=server.check_alive,
+            details=lambda: f"last answer: {last_answer[0]}\n{server.log_tail()}",
         )
     except BaseException:
         server.stop()
         raise
     return server
-
-
-def _synthesis_ok(server: LiveServer) -> bool:
-    response = httpx.post(
-        f"{server.url}/v1/audio/speech",
-        headers={"Authorization": f"Bearer {server.key('warmup')}"},
-        json={"model": "cosyvoice-3", "input": "你好", "voice": "zh-female", "seed": 1},
-        timeout=30,
-    )
-    return response.status_code == 200
 
 
 class ThreadedLiveServer:
