@@ -73,7 +73,7 @@ def wait_until(
             last = exc
         if time.monotonic() >= deadline:
             extra = f"\n{details()}" if details is not None else ""
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r}){extra}")
+            raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r}){extra}")
         time.sleep(interval_s)
 
 
