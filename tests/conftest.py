@@ -1,10 +1,29 @@
-"""Shared fixtures: data is built through the real services, never by hand."""
+"""Shared fixtures: data is built through the real services, never by hand.
+
+The one owner / teammate / outsider set (healthchecks' habit): ``owner_tenant`` with its
+``owner``, a ``teammate`` seated in the same tenant, and an ``outsider`` who owns another
+tenant (``outsider_tenant``) and must get 403/404 on everything of the owner's. Each has a
+logged-in Django test client (``owner_client``, ``teammate_client``, ``outsider_client``),
+and so does ``staff_user`` (``staff_client``). ``make_tenant`` and ``make_member`` build
+more of the same when a test needs them.
+"""
 
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
-from billing.services import api_key_create, plan_get, tenant_create, user_create
+from billing.choices import MembershipRole
+from billing.services import api_key_create, membership_add, plan_get, tenant_create, user_create
+
+PASSWORD = "pw-secret-123"
+
+
+def logged_in(user) -> Client:
+    """A Django test client with ``user``'s session."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture
@@ -15,7 +34,7 @@ def make_tenant(db):
     def make(plan: str = "pro", *, name: str | None = None):
         counter["n"] += 1
         n = counter["n"]
-        owner = user_create(username=f"owner{n}-{plan}", password="pw-secret-123", email=f"owner{n}@example.com")
+        owner = user_create(username=f"owner{n}-{plan}", password=PASSWORD, email=f"owner{n}@example.com")
         tenant = tenant_create(name=name or f"Tenant {n} {plan}", plan=plan_get(code=plan), owner=owner)
         key, plaintext = api_key_create(tenant=tenant, name="test")
         tenant.test_owner = owner
@@ -26,8 +45,72 @@ def make_tenant(db):
 
 
 @pytest.fixture
+def make_member(db):
+    """Factory: a new user seated in ``tenant`` (a member unless ``role`` says otherwise)."""
+
+    def make(tenant, username: str = "teammate", *, email: str | None = None, role: str = MembershipRole.MEMBER):
+        user = user_create(username=username, password=PASSWORD, email=email or f"{username}@example.com")
+        membership_add(tenant=tenant, user=user, role=role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def owner_tenant(make_tenant):
+    """The tenant the owner / teammate / outsider tests are about (Free plan)."""
+    return make_tenant("free", name="Owner Co")
+
+
+@pytest.fixture
+def owner(owner_tenant):
+    return owner_tenant.test_owner
+
+
+@pytest.fixture
+def teammate(owner_tenant, make_member):
+    """A member (not the owner) of ``owner_tenant``."""
+    return make_member(owner_tenant, "mate", email="mate@example.com")
+
+
+@pytest.fixture
+def outsider_tenant(db):
+    """Another tenant (Pro plan), owned by ``outsider``."""
+    user = user_create(username="outsider", password=PASSWORD, email="out@example.com")
+    tenant = tenant_create(name="Outsider Ltd", plan=plan_get(code="pro"), owner=user)
+    tenant.test_owner = user
+    return tenant
+
+
+@pytest.fixture
+def outsider(outsider_tenant):
+    """A signed-up customer with no seat in ``owner_tenant`` and no staff rights."""
+    return outsider_tenant.test_owner
+
+
+@pytest.fixture
 def staff_user(db):
-    return user_create(username="staff", password="pw-secret-123", email="staff@example.com", is_staff=True)
+    return user_create(username="staff", password=PASSWORD, email="staff@example.com", is_staff=True)
+
+
+@pytest.fixture
+def owner_client(owner):
+    return logged_in(owner)
+
+
+@pytest.fixture
+def teammate_client(teammate):
+    return logged_in(teammate)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return logged_in(outsider)
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    return logged_in(staff_user)
 
 
 @pytest.fixture(scope="session")

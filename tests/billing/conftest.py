@@ -23,16 +23,3 @@ def _fresh_limits():
         if keys:
             client.delete(*keys)
     yield
-
-
-@pytest.fixture
-def teammate(db):
-    from billing.models import Membership
-    from billing.services import user_create
-
-    def make(tenant, username="teammate"):
-        user = user_create(username=username, password="pw-secret-123", email=f"{username}@example.com")
-        Membership.objects.create(tenant=tenant, user=user, role="member")
-        return user
-
-    return make
