@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from console.redis_client import redis_client
 from inference.engines.base import SynthesisEngine, engine_create
 
 logger = logging.getLogger(__name__)
@@ -127,16 +128,6 @@ _waiters: dict[int, list[threading.Event]] = {}
 _waiters_lock = threading.Lock()
 _subscriber: threading.Thread | None = None
 _subscribed = threading.Event()
-_redis_client = None
-
-
-def _redis():
-    global _redis_client
-    if _redis_client is None:
-        import redis
-
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis_client
 
 
 def _wake_local(job_id: int) -> None:
@@ -151,25 +142,24 @@ def job_done_notify(*, job_id: int) -> None:
     _wake_local(job_id)
     if settings.REDIS_URL:
         try:
-            _redis().publish(JOB_DONE_CHANNEL, str(job_id))
+            redis_client().publish(JOB_DONE_CHANNEL, str(job_id))
         except Exception:  # noqa: BLE001 - waiters poll the database as a fallback
             logger.warning("could not publish job-done for job %s", job_id, exc_info=True)
 
 
 def _subscribe_forever() -> None:
-    import redis
-
     while True:
         try:
-            pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(JOB_DONE_CHANNEL)
-            pubsub.get_message(timeout=5.0)  # the subscribe confirmation: from here on nothing is missed
-            _subscribed.set()
-            for message in pubsub.listen():
-                try:
-                    _wake_local(int(message["data"]))
-                except (TypeError, ValueError):
-                    continue
+            # Leaving the block hands the connection back to the shared client's pool.
+            with redis_client().pubsub(ignore_subscribe_messages=True) as pubsub:
+                pubsub.subscribe(JOB_DONE_CHANNEL)
+                pubsub.get_message(timeout=5.0)  # the subscribe confirmation: from here on nothing is missed
+                _subscribed.set()
+                for message in pubsub.listen():
+                    try:
+                        _wake_local(int(message["data"]))
+                    except (TypeError, ValueError):
+                        continue
         except Exception:  # noqa: BLE001 - reconnect; waiters poll meanwhile
             _subscribed.clear()
             logger.warning("job-done subscriber lost Redis; reconnecting", exc_info=True)
