@@ -37,7 +37,7 @@ def _local_node() -> Node:
 
 def _add_listener(stats: JobStats):
     try:
-        from inference.runtime import add_job_listener, remove_job_listener
+        from inference.listeners import add_job_listener, remove_job_listener
     except ImportError:
         return lambda: None
     add_job_listener(stats.job_finished)

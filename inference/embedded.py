@@ -96,7 +96,7 @@ async def start():
     await sync_to_async(executor_start_sync, thread_sensitive=False)()
 
     def warm() -> None:
-        from inference.runtime import engine_get
+        from inference.engines import engine_get
 
         try:
             engine_get()

@@ -37,7 +37,9 @@ from fleetagent.models import Node, NodeState
 from fleetagent.selectors import node_pick_for_tenant
 from inference import runtime
 from inference.audio import extract_voice_profile, validate_prompt_audio
+from inference.engines import engine_get, engine_version_label
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN, SynthesisRequest, VoiceSpec
+from inference.listeners import job_listeners_notify
 from inference.models import OPEN_STATUSES, JobSource, JobStatus, SynthesisJob, Voice, VoiceGender
 from inference.selectors import voice_resolve
 from inference.text import detect_language, parse_instruction, validate_request_text
@@ -483,7 +485,7 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     started = time.perf_counter()
     engine_seconds = 0.0
     try:
-        engine = runtime.engine_get()
+        engine = engine_get()
         parsed = parse_instruction(job.instruction) if job.instruction else None
         request = SynthesisRequest(
             text=job.text,
@@ -509,7 +511,7 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         )
         logger.warning("job %s failed on %s: %s", job_id, node_name, error.message)
         _job_close(job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine)
-        runtime.job_listeners_notify(
+        job_listeners_notify(
             job_id=job_id, outcome=JobStatus.FAILED, duration_s=time.perf_counter() - started, rtf=None
         )
         job.refresh_from_db()
@@ -524,7 +526,7 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         "gpu_seconds": round(engine_seconds, 6),
         "audio_seconds": round(audio_seconds, 6),
         "rtf": round(rtf, 6) if rtf is not None else None,
-        "engine_version": runtime.engine_version_label(engine)[:64],
+        "engine_version": engine_version_label(engine)[:64],
         "output_path": str(path),
     }
     with transaction.atomic():
@@ -540,18 +542,14 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         # Cancelled or moved off this node while the engine ran: the customer pays nothing
         # for this take. The file stays only if another attempt already owns it.
         logger.info("job %s finished on %s after it was closed elsewhere; not charged", job_id, node_name)
-        runtime.job_listeners_notify(
-            job_id=job_id, outcome="discarded", duration_s=time.perf_counter() - started, rtf=rtf
-        )
+        job_listeners_notify(job_id=job_id, outcome="discarded", duration_s=time.perf_counter() - started, rtf=rtf)
         job.refresh_from_db()
         return job
     # The slot goes back before the client is woken, or its very next request could find
     # its own finished job still holding the plan's only slot.
     billing_limits.job_slot_release(tenant=job.tenant, job_id=job_id)
     runtime.job_done_notify(job_id=job_id)
-    runtime.job_listeners_notify(
-        job_id=job_id, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf
-    )
+    job_listeners_notify(job_id=job_id, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf)
     for name, value in outcome.items():
         setattr(job, name, value)
     return job

@@ -2,8 +2,8 @@
 
 ``NodeRuntime`` is the in-process side shared by the embedded local node and a GPU host:
 drain (take no new jobs), resume, restart (drain, let in-flight jobs finish or requeue them,
-clear engine caches + ``torch.cuda.empty_cache()`` and reload through
-``inference.runtime.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
+clear engine caches + ``torch.cuda.empty_cache()`` and reload through the engine layer's
+``inference.engines.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
 stops and restarts consumption of the node's Celery queue through worker remote control.
 """
 
@@ -16,6 +16,7 @@ import time
 from channels.db import database_sync_to_async
 
 from fleetagent.agent.stats import JobStats
+from inference.engines import engine_clear_and_reload
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +25,12 @@ logger = logging.getLogger(__name__)
 RESTART_DRAIN_TIMEOUT_S = 120.0
 
 
-def engine_clear_and_reload() -> dict:
-    """inference.runtime's reload (engine caches, empty_cache, load again), VRAM before/after in MB.
+def engine_restart_detail() -> dict:
+    """Reload the engine (caches, empty_cache, load again) and report it for the restart's ack.
 
-    VRAM is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
+    VRAM in MB is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
     """
-    from inference.runtime import engine_clear_and_reload as reload
-
-    result = reload() or {}
+    result = engine_clear_and_reload()
     before, after = result.get("vram_before") or {}, result.get("vram_after") or {}
     engine = result.get("engine")
     return {
@@ -125,7 +124,7 @@ class NodeRuntime:
             requeued = 0
             if running:
                 requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
-            reload = await asyncio.to_thread(engine_clear_and_reload)
+            reload = await asyncio.to_thread(engine_restart_detail)
             if not was_draining:
                 await self.resume()
             return {
