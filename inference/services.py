@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -33,8 +34,9 @@ from billing.errors import ReservationNotOpen
 from billing.metering import count_tokens
 from billing.services import plan_feature_check, reservation_create, reservation_release, reservation_settle
 from console.errors import Conflict, NotFound, VoxfleetError
-from fleetagent.models import Node, NodeState
+from fleetagent.choices import NodeState
 from fleetagent.selectors import node_pick_for_tenant
+from fleetagent.services import node_ensure
 from inference import runtime
 from inference.audio import extract_voice_profile, validate_prompt_audio
 from inference.engines import engine_get, engine_version_label
@@ -43,6 +45,9 @@ from inference.listeners import job_listeners_notify
 from inference.models import OPEN_STATUSES, JobSource, JobStatus, SynthesisJob, Voice, VoiceGender
 from inference.selectors import voice_resolve
 from inference.text import detect_language, parse_instruction, validate_request_text
+
+if TYPE_CHECKING:
+    from fleetagent.models import Node
 
 logger = logging.getLogger(__name__)
 
@@ -233,18 +238,6 @@ def job_prepare(*, text, instruction=None, seed=None, speed=None) -> _Prepared:
     )
 
 
-def _local_node() -> Node:
-    node = Node.objects.filter(name=settings.EMBEDDED_NODE_NAME).first()
-    if node is None:
-        from fleetagent.services import node_create
-
-        try:
-            node, _ = node_create(name=settings.EMBEDDED_NODE_NAME)
-        except Exception:  # noqa: BLE001 - a concurrent request created it first
-            node = Node.objects.get(name=settings.EMBEDDED_NODE_NAME)
-    return node
-
-
 def job_node_pick(*, tenant) -> Node:
     """The node for this tenant's next job, or NoNodeAvailable.
 
@@ -254,7 +247,7 @@ def job_node_pick(*, tenant) -> Node:
     everyone else on shared online nodes, least busy first.
     """
     if settings.EMBEDDED:
-        node = _local_node()
+        node = node_ensure(name=settings.EMBEDDED_NODE_NAME)
         if node.state == NodeState.DRAINING:
             raise NoNodeAvailable("The local node is draining and takes no new jobs; resume it in the ops dashboard.")
         return node

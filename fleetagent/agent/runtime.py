@@ -5,6 +5,9 @@ drain (take no new jobs), resume, restart (drain, let in-flight jobs finish or r
 clear engine caches + ``torch.cuda.empty_cache()`` and reload through the engine layer's
 ``inference.engines.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
 stops and restarts consumption of the node's Celery queue through worker remote control.
+
+The agent is an entry point: it reads and moves jobs only through the jobs app's public
+selectors and services.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from channels.db import database_sync_to_async
 
 from fleetagent.agent.stats import JobStats
 from inference.engines import engine_clear_and_reload
+from inference.selectors import job_counts_for_node
+from inference.services import job_requeue_from_node
 
 logger = logging.getLogger(__name__)
 
@@ -48,29 +53,9 @@ def _mb(value) -> float | None:
     return None if value is None else round(value / (1024 * 1024), 1)
 
 
-def job_counts(*, node_name: str) -> tuple[int, int]:
-    """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
-    try:
-        from inference.models import SynthesisJob
-    except ImportError:
-        return 0, 0
-    rows = SynthesisJob.objects.filter(node__name=node_name, status__in=("running", "queued"))
-    running = queued = 0
-    for status in rows.values_list("status", flat=True):
-        if status == "running":
-            running += 1
-        else:
-            queued += 1
-    return running, queued
-
-
 def jobs_requeue(*, node_name: str) -> int:
-    try:
-        from inference.services import job_requeue_from_node
-    except ImportError:
-        return 0
-    result = job_requeue_from_node(node_name=node_name)
-    return result if isinstance(result, int) else len(result or [])
+    """Hand the node's open jobs back to the jobs app (requeued once, else failed); how many."""
+    return len(job_requeue_from_node(node_name=node_name))
 
 
 class NodeRuntime:
@@ -86,7 +71,7 @@ class NodeRuntime:
         self._lock = asyncio.Lock()
 
     async def counts(self) -> tuple[int, int]:
-        return await database_sync_to_async(job_counts)(node_name=self.node_name)
+        return await database_sync_to_async(job_counts_for_node)(node_name=self.node_name)
 
     # Hooks for the Celery worker (no-ops in embedded mode, where dispatch already skips
     # a draining node because node_pick_for_tenant only picks online nodes).
