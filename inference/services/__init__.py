@@ -1,0 +1,67 @@
+"""Inference writes, by subject (keyword-only functions named <entity>_<action>).
+
+- ``voices``: a tenant's cloned voices.
+- ``jobs``: preparation (validate and meter), acceptance (reserve tokens, take a slot, queue
+  on a node), cancel and fail.
+- ``dispatch``: which node runs a job, handing it over, running it on the node, closing it.
+- ``recovery``: requeue off a dead node, expiry past the deadline.
+
+Every public name is re-exported here, so ``from inference.services import job_create``
+works whatever module it lives in. Errors live in ``inference.errors`` (re-exported too).
+"""
+
+from inference.errors import (
+    JobCancelled,
+    JobFailed,
+    JobNotCancellable,
+    JobNotSucceeded,
+    JobTimedOut,
+    NoNodeAvailable,
+)
+from inference.services.dispatch import (
+    SYNTHESIZE_TASK,
+    job_dispatch,
+    job_execute,
+    job_execute_local,
+    job_node_pick,
+    job_output_path,
+)
+from inference.services.jobs import (
+    IDEMPOTENCY_KEY_MAX,
+    JOB_TIMEOUT_S,
+    job_cancel,
+    job_create,
+    job_fail,
+    job_prepare,
+)
+from inference.services.recovery import MAX_REQUEUES, RequeueOutcome, job_requeue_from_node, jobs_expire_overdue
+from inference.services.voices import VOICE_NAME_MAX, voice_create, voice_delete, voice_rename
+
+__all__ = [
+    "IDEMPOTENCY_KEY_MAX",
+    "JOB_TIMEOUT_S",
+    "MAX_REQUEUES",
+    "SYNTHESIZE_TASK",
+    "VOICE_NAME_MAX",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotCancellable",
+    "JobNotSucceeded",
+    "JobTimedOut",
+    "NoNodeAvailable",
+    "RequeueOutcome",
+    "job_cancel",
+    "job_create",
+    "job_dispatch",
+    "job_execute",
+    "job_execute_local",
+    "job_fail",
+    "job_node_pick",
+    "job_output_path",
+    "job_prepare",
+    "job_requeue_from_node",
+    "jobs_expire_overdue",
+    "voice_create",
+    "voice_delete",
+    "voice_rename",
+]
