@@ -1,8 +1,8 @@
 """Inference writes, by subject (keyword-only functions named <entity>_<action>).
 
 - ``voices``: a tenant's cloned voices.
-- ``jobs``: preparation (validate and meter), acceptance (reserve tokens, take a slot, queue
-  on a node), cancel and fail.
+- ``jobs``: the quote (one set of request rules for the API and the playground), acceptance
+  (reserve tokens, take a slot, queue on a node), cancel and fail.
 - ``dispatch``: which node runs a job, handing it over, running it on the node, closing it.
 - ``recovery``: requeue off a dead node, expiry past the deadline.
 
@@ -29,10 +29,11 @@ from inference.services.dispatch import (
 from inference.services.jobs import (
     IDEMPOTENCY_KEY_MAX,
     JOB_TIMEOUT_S,
+    JobQuote,
     job_cancel,
     job_create,
     job_fail,
-    job_prepare,
+    job_quote,
 )
 from inference.services.recovery import MAX_REQUEUES, RequeueOutcome, job_requeue_from_node, jobs_expire_overdue
 from inference.services.voices import VOICE_NAME_MAX, voice_create, voice_delete, voice_rename
@@ -47,6 +48,7 @@ __all__ = [
     "JobFailed",
     "JobNotCancellable",
     "JobNotSucceeded",
+    "JobQuote",
     "JobTimedOut",
     "NoNodeAvailable",
     "RequeueOutcome",
@@ -58,7 +60,7 @@ __all__ = [
     "job_fail",
     "job_node_pick",
     "job_output_path",
-    "job_prepare",
+    "job_quote",
     "job_requeue_from_node",
     "jobs_expire_overdue",
     "voice_create",

@@ -1,8 +1,10 @@
-"""Jobs: preparation, acceptance, cancellation and failure of a synthesis request.
+"""Jobs: the quote, acceptance, cancellation and failure of a synthesis request.
 
-``job_prepare`` validates and meters a request. ``job_create`` validates, gates on the plan,
-reserves the tokens and takes a concurrency slot (``accepted``), and queues it on a node in
-the same transaction (``queued``; published after commit, see ``.dispatch``). ``job_cancel`` and ``job_fail``
+``job_quote`` is the one set of request rules (text limits, instruction parsing, language,
+tokens, the plan's feature gate), used by ``job_create`` and by the playground's live
+counter. ``job_create`` validates, gates on the plan, reserves the tokens and takes a
+concurrency slot (``accepted``), and queues it on a node in the same transaction
+(``queued``; published after commit, see ``.dispatch``). ``job_cancel`` and ``job_fail``
 close an open job and release its tokens.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -25,7 +27,7 @@ from inference.errors import JobNotCancellable
 from inference.models import OPEN_STATUSES, SynthesisJob
 from inference.selectors import voice_resolve
 from inference.services.dispatch import _job_close, _job_publish, job_node_pick
-from inference.text import detect_language, parse_instruction, validate_request_text
+from inference.text import InstructionInvalid, detect_language, normalize_text, parse_instruction, validate_request_text
 
 # How long a job may take from acceptance to audio before it is given up (and released).
 JOB_TIMEOUT_S = 120
@@ -33,14 +35,68 @@ IDEMPOTENCY_KEY_MAX = 100
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class JobQuote:
+    """What a request would be: its normalized text and instruction, language, features and
+    tokens, and the refusals the API would answer with (none: it would be accepted, given a
+    voice, a seed and quota)."""
+
     text: str
     instruction: str
     language: str
     features: frozenset[str]
     tokens: int
-    seed: int
-    speed: float
+    text_tokens: int
+    instruction_tokens: int
+    # The text/instruction limits (400) and the plan's feature gate (403), as they are raised.
+    invalid: VoxfleetError | None = None
+    refused: VoxfleetError | None = None
+    # Their messages under the request field each is about ("text", "instruction").
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def job_quote(*, tenant, text, instruction=None) -> JobQuote:
+    """Validate, meter and gate a request without creating anything (never raises a refusal).
+
+    The language is what the job will use: the dialect's language if the instruction names
+    one (Cantonese), else the language the text is written in. When the text or instruction
+    break a limit, the rest is still worked out from their normalized form so a live counter
+    can show tokens and the plan's verdict next to the error.
+    """
+    invalid: VoxfleetError | None = None
+    try:
+        validated = validate_request_text(text, instruction)
+        clean_text, clean_instruction = validated.text, validated.instruction or ""
+    except VoxfleetError as exc:
+        invalid = exc
+        clean_text = normalize_text(text) if isinstance(text, str) else ""
+        clean_instruction = normalize_text(instruction) if isinstance(instruction, str) else ""
+    parsed = parse_instruction(clean_instruction) if clean_instruction else None
+    features = parsed.required_features if parsed else frozenset()
+    language = (parsed.language if parsed and parsed.language else None) or detect_language(clean_text)
+    refused: VoxfleetError | None = None
+    try:
+        plan_feature_check(tenant=tenant, language=language, features=set(features))
+    except VoxfleetError as exc:
+        refused = exc
+    errors: dict[str, str] = {}
+    if invalid is not None:
+        errors["instruction" if isinstance(invalid, InstructionInvalid) else "text"] = invalid.message
+    if refused is not None:
+        # A language gate is about the text; dialect/emotion/style gates about the instruction.
+        gated = "text" if str(refused.extra.get("feature", "")).startswith("language:") else "instruction"
+        errors.setdefault(gated, refused.message)
+    return JobQuote(
+        text=clean_text,
+        instruction=clean_instruction,
+        language=language,
+        features=frozenset(features),
+        tokens=count_tokens(clean_text, clean_instruction),
+        text_tokens=count_tokens(clean_text),
+        instruction_tokens=count_tokens(clean_instruction) if clean_instruction else 0,
+        invalid=invalid,
+        refused=refused,
+        errors=errors,
+    )
 
 
 def _seed_clean(seed) -> int:
@@ -83,23 +139,6 @@ def _idempotency_clean(key: str | None) -> str | None:
     return key
 
 
-def job_prepare(*, text, instruction=None, seed=None, speed=None) -> _Prepared:
-    """Validate and meter a request without touching the database (quotes use this too)."""
-    validated = validate_request_text(text, instruction)
-    parsed = parse_instruction(validated.instruction) if validated.instruction else None
-    language = (parsed.language if parsed and parsed.language else None) or detect_language(validated.text)
-    instruction_text = validated.instruction or ""
-    return _Prepared(
-        text=validated.text,
-        instruction=instruction_text,
-        language=language,
-        features=parsed.required_features if parsed else frozenset(),
-        tokens=count_tokens(validated.text, instruction_text),
-        seed=_seed_clean(seed),
-        speed=_speed_clean(speed),
-    )
-
-
 def job_create(
     *,
     tenant,
@@ -123,9 +162,14 @@ def job_create(
         existing = SynthesisJob.objects.filter(tenant=tenant, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing
-    prepared = job_prepare(text=text, instruction=instruction, seed=seed, speed=speed)
+    quote = job_quote(tenant=tenant, text=text, instruction=instruction)
+    if quote.invalid is not None:
+        raise quote.invalid
+    seed = _seed_clean(seed)
+    speed = _speed_clean(speed)
     resolved = voice_resolve(tenant=tenant, ref=voice)
-    plan_feature_check(tenant=tenant, language=prepared.language, features=set(prepared.features))
+    if quote.refused is not None:
+        raise quote.refused
     node = job_node_pick(tenant=tenant)
     now = timezone.now()
     job = SynthesisJob(
@@ -135,12 +179,12 @@ def job_create(
         voice=resolved.voice,
         voice_key=resolved.spec.key,
         voice_name=resolved.spec.display_name,
-        text=prepared.text,
-        instruction=prepared.instruction,
-        language=prepared.language,
-        seed=prepared.seed,
-        speed=prepared.speed,
-        tokens=prepared.tokens,
+        text=quote.text,
+        instruction=quote.instruction,
+        language=quote.language,
+        seed=seed,
+        speed=speed,
+        tokens=quote.tokens,
         idempotency_key=idempotency_key,
         node=node,
         api_key=api_key,
@@ -153,7 +197,7 @@ def job_create(
             job.save()
             reservation = reservation_create(
                 tenant=tenant,
-                tokens=prepared.tokens,
+                tokens=quote.tokens,
                 idempotency_key=f"job:{idempotency_key}" if idempotency_key else None,
                 reference=f"synthesis-job:{job.pk}",
             )
