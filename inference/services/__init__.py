@@ -5,6 +5,7 @@
   (reserve tokens, take a slot, queue on a node), cancel and fail.
 - ``dispatch``: which node runs a job, handing it over, running it on the node, closing it.
 - ``recovery``: requeue off a dead node, expiry past the deadline.
+- ``speech``: a request answered synchronously (the OpenAI-compatible endpoint).
 
 Every public name is re-exported here, so ``from inference.services import job_create``
 works whatever module it lives in. Errors live in ``inference.errors`` (re-exported too).
@@ -36,6 +37,7 @@ from inference.services.jobs import (
     job_quote,
 )
 from inference.services.recovery import MAX_REQUEUES, RequeueOutcome, job_requeue_from_node, jobs_expire_overdue
+from inference.services.speech import Speech, speech_synthesize
 from inference.services.voices import VOICE_NAME_MAX, voice_create, voice_delete, voice_rename
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "JobTimedOut",
     "NoNodeAvailable",
     "RequeueOutcome",
+    "Speech",
     "job_cancel",
     "job_create",
     "job_dispatch",
@@ -63,6 +66,7 @@ __all__ = [
     "job_quote",
     "job_requeue_from_node",
     "jobs_expire_overdue",
+    "speech_synthesize",
     "voice_create",
     "voice_delete",
     "voice_rename",
