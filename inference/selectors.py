@@ -199,13 +199,6 @@ def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAud
     return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
 
 
-def job_reservation_rows():
-    """(job id, status, tokens, reservation id) of every job that holds or held tokens (for billing_reconcile)."""
-    return SynthesisJob.objects.filter(reservation_id__isnull=False).values_list(
-        "id", "status", "tokens", "reservation_id"
-    )
-
-
 def job_counts_for_node(*, node_name: str) -> tuple[int, int]:
     """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
     by_status = dict(
