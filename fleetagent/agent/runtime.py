@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 
-from fleetagent.agent.stats import JobStats
 from inference.engines import engine_clear_and_reload
 from inference.selectors import job_counts_for_node
 from inference.services import job_requeue_from_node
+
+if TYPE_CHECKING:
+    from fleetagent.agent.stats import JobStats
 
 logger = logging.getLogger(__name__)
 

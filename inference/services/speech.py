@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.utils import timezone
 
 from inference.choices import JobSource, JobStatus
 from inference.errors import JobCancelled, JobFailed, JobNotSucceeded, JobTimedOut
-from inference.models import SynthesisJob
 from inference.selectors import job_audio_read, job_wait_finished
 from inference.services.jobs import job_create, job_fail
+
+if TYPE_CHECKING:
+    from inference.models import SynthesisJob
 
 T = TypeVar("T")
 
