@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from console.errors import NotFound
+from fleetagent.signals import NodeWork
 from inference.engines.base import PRESET_VOICES, PRESET_VOICES_BY_KEY, VoiceSpec
 from inference.models import JobStatus, SynthesisJob, Voice
 
@@ -206,8 +207,33 @@ def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAud
     return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
 
 
-def job_reservation_rows():
-    """(job id, status, tokens, reservation id) of every job that holds or held tokens (for billing_reconcile)."""
-    return SynthesisJob.objects.filter(reservation_id__isnull=False).values_list(
-        "id", "status", "tokens", "reservation_id"
+def job_counts_for_node(*, node_name: str) -> tuple[int, int]:
+    """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
+    by_status = dict(
+        SynthesisJob.objects.filter(node__name=node_name, status__in=(JobStatus.RUNNING, JobStatus.QUEUED))
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
     )
+    return int(by_status.get(JobStatus.RUNNING, 0)), int(by_status.get(JobStatus.QUEUED, 0))
+
+
+def node_work_for_nodes(*, node_ids: list[int], now: dt.datetime) -> dict[int, NodeWork]:
+    """The jobs app's answer to the fleet's stuck check: per node, jobs running past their
+    deadline and when its longest-waiting queued job was queued."""
+    overdue = dict(
+        SynthesisJob.objects.filter(node_id__in=node_ids, status=JobStatus.RUNNING, deadline_at__lt=now)
+        .values_list("node_id")
+        .annotate(n=Count("id"))
+        .values_list("node_id", "n")
+    )
+    oldest = dict(
+        SynthesisJob.objects.filter(node_id__in=node_ids, status=JobStatus.QUEUED)
+        .values_list("node_id")
+        .annotate(at=Min("queued_at"))
+        .values_list("node_id", "at")
+    )
+    return {
+        node_id: NodeWork(running_overdue=int(overdue.get(node_id, 0)), oldest_queued_at=oldest.get(node_id))
+        for node_id in set(overdue) | set(oldest)
+    }

@@ -2,15 +2,14 @@
 
 Existing OpenAI clients work unchanged: ``Authorization: Bearer <api key>``, OpenAI's
 request fields (``seed`` added), OpenAI's error shape. The speech call is synchronous for
-the client but runs as a job on a node like any other (queue → node → engine), so it is
-metered, routed and recorded the same way; the response carries ``X-Tokens-Charged``,
+the client but runs as a job on a node like any other (``inference.services.speech_synthesize``),
+so it is metered, routed and recorded the same way; the response carries ``X-Tokens-Charged``,
 ``X-Seed`` and ``X-Job-Id``.
 """
 
 from __future__ import annotations
 
 from django.http import HttpResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -21,15 +20,13 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.api_auth import ApiKeyAuthentication, request_tenant
 from billing.services import request_admit
-from console.errors import Conflict, VoxfleetError
+from console.errors import VoxfleetError
+from console.openai_api.db_threads import db_thread_run
 from console.openai_api.errors import openai_exception_handler
-from inference.api.auth import ApiKeyAuthentication, request_tenant
-from inference.api.db_threads import db_thread_run
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
-from inference.models import JobSource, JobStatus
-from inference.selectors import job_audio_read, job_wait_finished
-from inference.services import JobTimedOut, job_create, job_fail
+from inference.services import JobNotSucceeded, Speech, speech_synthesize
 
 # Our model first; OpenAI's speech model names are accepted as aliases so unchanged
 # clients work. All of them run on whatever engine the fleet's nodes have loaded.
@@ -51,6 +48,25 @@ class SpeechRequestSerializer(serializers.Serializer):
         required=False, allow_null=True, help_text=f"{SEED_MIN}–{SEED_MAX:,}; drawn and returned (X-Seed) if omitted."
     )
     stream_format = serializers.CharField(required=False, help_text="Only 'audio' is supported.")
+
+    def validate(self, attrs: dict) -> dict:
+        # After every field is valid, in this order; OpenAI's error codes, not DRF's.
+        if attrs["model"] not in MODEL_IDS:
+            raise _invalid(
+                f"The model {attrs['model']!r} does not exist; use one of {', '.join(MODEL_IDS)}.",
+                param="model",
+                code="model_not_found",
+            )
+        attrs["response_format"] = attrs.get("response_format") or "wav"
+        if attrs["response_format"] not in RESPONSE_FORMATS:
+            raise _invalid(
+                f"response_format {attrs['response_format']!r} is not supported; use wav or pcm.",
+                param="response_format",
+                code="unsupported_response_format",
+            )
+        if attrs.get("stream_format") not in (None, "audio"):
+            raise _invalid("Only stream_format 'audio' is supported.", param="stream_format")
+        return attrs
 
 
 class ModelSerializer(serializers.Serializer):
@@ -91,7 +107,7 @@ def _invalid(message: str, *, param: str, code: str = "invalid_value") -> Voxfle
 class SpeechView(OpenAIView):
     def initial(self, request, *args, **kwargs):
         # Authentication and permission checks hit the database, so they run in post() on the
-        # long-lived database threads with the rest of the work (see inference.api.db_threads).
+        # long-lived database threads with the rest of the work (see console.openai_api.db_threads).
         self.format_kwarg = self.get_format_suffix(**kwargs)
         request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
         request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
@@ -112,83 +128,44 @@ class SpeechView(OpenAIView):
         tags=["openai"],
     )
     def post(self, request):
-        job, response_format = db_thread_run(self._accept, request)
-        remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
-        job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=db_thread_run)
-        if not job.is_finished:
-            # Gave up waiting: fail it so the reservation is released (a late result is discarded).
-            db_thread_run(
-                job_fail, job=job, code="job_timed_out", message="The job did not finish in time; nothing was charged."
+        tenant, fields = db_thread_run(self._admit, request)
+        try:
+            speech = speech_synthesize(
+                tenant=tenant,
+                text=fields["input"],
+                voice=fields["voice"],
+                instruction=fields.get("instructions"),
+                seed=fields.get("seed"),
+                speed=fields.get("speed"),
+                response_format=fields["response_format"],
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                api_key=request.auth,
+                run=db_thread_run,
             )
-            db_thread_run(job.refresh_from_db)
-        if job.status == JobStatus.SUCCEEDED:
-            return self._audio_response(job, response_format)
-        raise self._job_error(job)
+        except JobNotSucceeded as exc:
+            exc.headers.update({"X-Job-Id": str(exc.job_id), "X-Tokens-Charged": "0"})
+            raise
+        return _audio_response(speech)
 
-    def _accept(self, request):
+    def _admit(self, request) -> tuple:
+        """Who is asking, within their rate limit, with a valid request (on a database thread)."""
         self.perform_authentication(request)
         self.check_permissions(request)
         tenant = request_tenant(request)
         request_admit(tenant=tenant)
         data = SpeechRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        if fields["model"] not in MODEL_IDS:
-            raise _invalid(
-                f"The model {fields['model']!r} does not exist; use one of {', '.join(MODEL_IDS)}.",
-                param="model",
-                code="model_not_found",
-            )
-        response_format = fields.get("response_format") or "wav"
-        if response_format not in RESPONSE_FORMATS:
-            raise _invalid(
-                f"response_format {response_format!r} is not supported; use wav or pcm.",
-                param="response_format",
-                code="unsupported_response_format",
-            )
-        if fields.get("stream_format") not in (None, "audio"):
-            raise _invalid("Only stream_format 'audio' is supported.", param="stream_format")
-        job = job_create(
-            tenant=tenant,
-            text=fields["input"],
-            voice=fields["voice"],
-            instruction=fields.get("instructions"),
-            seed=fields.get("seed"),
-            speed=fields.get("speed"),
-            idempotency_key=request.headers.get("Idempotency-Key"),
-            source=JobSource.OPENAI,
-            api_key=request.auth,
-        )
-        return job, response_format
+        return tenant, data.validated_data
 
-    @staticmethod
-    def _audio_response(job, response_format: str) -> HttpResponse:
-        audio = job_audio_read(job=job, response_format=response_format)
-        response = HttpResponse(audio.content, content_type=audio.content_type)
-        response["X-Tokens-Charged"] = str(job.tokens)
-        response["X-Seed"] = str(job.seed)
-        response["X-Job-Id"] = str(job.pk)
-        response["X-Sample-Rate"] = str(audio.sample_rate)
-        response["X-Engine-Version"] = job.engine_version
-        return response
 
-    @staticmethod
-    def _job_error(job) -> VoxfleetError:
-        if job.status == JobStatus.CANCELLED:
-            error = Conflict(f"Job {job.pk} was cancelled; nothing was charged.", code="job_cancelled")
-        elif job.error_code == "job_timed_out":
-            error = JobTimedOut(job.error or "The job did not finish in time; nothing was charged.")
-        else:
-            status = 503 if job.error_code in ("no_node_available", "node_lost", "dispatch_failed") else 500
-            error = VoxfleetError(
-                f"{job.error or 'Synthesis failed.'} Nothing was charged.",
-                code=job.error_code or "synthesis_failed",
-                status=status,
-            )
-            error.openai_type = "server_error"
-        error.headers["X-Job-Id"] = str(job.pk)
-        error.headers["X-Tokens-Charged"] = "0"
-        return error
+def _audio_response(speech: Speech) -> HttpResponse:
+    response = HttpResponse(speech.content, content_type=speech.content_type)
+    response["X-Tokens-Charged"] = str(speech.tokens)
+    response["X-Seed"] = str(speech.seed)
+    response["X-Job-Id"] = str(speech.job_id)
+    response["X-Sample-Rate"] = str(speech.sample_rate)
+    response["X-Engine-Version"] = speech.engine_version
+    return response
 
 
 class ModelsView(OpenAIView):

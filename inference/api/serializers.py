@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from inference.choices import JobStatus, VoiceGender
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
 from inference.models import SynthesisJob
 from inference.selectors import ResolvedVoice
+from inference.text import LANGUAGES
 
 
 class VoiceOutSerializer(serializers.Serializer):
@@ -39,8 +41,8 @@ class VoiceCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     audio = serializers.FileField(help_text="3–15 s of speech, ≥ 16 kHz, wav/flac/mp3/ogg, ≤ 10 MB.")
     transcript = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-    language = serializers.ChoiceField(choices=["zh", "yue", "en", "ja", "ko"], required=False)
-    gender = serializers.ChoiceField(choices=["female", "male"], required=False)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+    gender = serializers.ChoiceField(choices=VoiceGender.values, required=False)
 
 
 class VoiceRenameSerializer(serializers.Serializer):
@@ -117,7 +119,7 @@ class JobOutSerializer(serializers.ModelSerializer):
         return {"code": job.error_code, "message": job.error}
 
     def get_audio_url(self, job: SynthesisJob) -> str | None:
-        if job.status != "succeeded":
+        if job.status != JobStatus.SUCCEEDED:
             return None
         return reverse("api-job-audio", kwargs={"job_id": job.pk})
 

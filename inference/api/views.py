@@ -14,10 +14,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.api_auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from billing.selectors import USAGE_DAYS_MAX, quota_get
 from billing.services import request_admit
 from console.errors import PermissionDenied
-from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from inference.api.serializers import (
     JobCreateSerializer,
     JobOutSerializer,

@@ -34,6 +34,7 @@ from inference.engines.base import (
     VoiceSpec,
 )
 from inference.engines.frontend import FrontEnd, Run, arpabet_to_phonemes
+from inference.text.language import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class CpuEngine(SynthesisEngine):
     """espeak-ng + Piper on the CPU; no GPU, no downloads."""
 
     name = "cpu"
-    languages = frozenset({"zh", "yue", "en", "ja", "ko"})
+    languages = frozenset(LANGUAGES)  # all of the product's languages
 
     def __init__(self, *, use_piper: bool = True, onnx_threads: int = 2) -> None:
         self._use_piper = use_piper

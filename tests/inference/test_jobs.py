@@ -384,7 +384,7 @@ def test_overdue_jobs_expire_and_release(make_tenant, django_capture_on_commit_c
 
 
 def test_billing_reconcile_checks_jobs_against_their_reservations(make_tenant, django_capture_on_commit_callbacks):
-    from billing.reconcile import ledger_drift_find
+    from inference.reconcile import books_drift_find
 
     pro = make_tenant("pro")
     _node("t-shared-a")
@@ -393,13 +393,13 @@ def test_billing_reconcile_checks_jobs_against_their_reservations(make_tenant, d
     cancelled = _create(pro, text="第二句话。", capture=django_capture_on_commit_callbacks)
     job_cancel(job=cancelled)
     waiting = _create(pro, text="第三句话。", capture=django_capture_on_commit_callbacks)
-    assert ledger_drift_find() == []
+    assert books_drift_find() == []
 
     # A cancelled job marked succeeded would be served without its tokens being consumed.
     SynthesisJob.objects.filter(pk=cancelled.pk).update(status=JobStatus.SUCCEEDED)
     # A job whose recorded charge differs from what its reservation holds.
     SynthesisJob.objects.filter(pk=waiting.pk).update(tokens=F("tokens") + 1)
-    drift = ledger_drift_find()
+    drift = books_drift_find()
     assert any(f"job {cancelled.pk}: succeeded but reservation" in line for line in drift), drift
     assert any(f"job {waiting.pk}: charged" in line for line in drift), drift
     assert len(drift) == 2
