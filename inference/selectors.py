@@ -12,7 +12,7 @@ from django.utils import timezone
 from console.errors import NotFound
 from fleetagent.signals import NodeWork
 from inference.engines.base import PRESET_VOICES, PRESET_VOICES_BY_KEY, VoiceSpec
-from inference.models import JobStatus, SynthesisJob, Voice
+from inference.models import JobStatus, SynthesisJob, Voice, VoiceAlias
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ def voice_resolve(*, tenant, ref) -> ResolvedVoice:
     preset = PRESET_VOICES_BY_KEY.get(ref)
     if preset is not None:
         return ResolvedVoice(spec=preset, voice=None)
+    # Aliases (OpenAI's voice names) map to presets: "alloy" must work for unchanged clients.
+    aliased = VoiceAlias.objects.filter(name=ref.lower()).values_list("preset_key", flat=True).first()
+    if aliased in PRESET_VOICES_BY_KEY:
+        return ResolvedVoice(spec=PRESET_VOICES_BY_KEY[aliased], voice=None)
     pk = _tenant_voice_pk(ref)
     if pk is not None:
         voice = Voice.objects.filter(tenant=tenant, pk=pk).first()
