@@ -177,9 +177,6 @@ def usage_for_tenant(*, tenant, days: int = 30, now: dt.datetime | None = None) 
     }
 
 
-AUDIO_CONTENT_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm"}
-
-
 @dataclass(frozen=True)
 class JobAudio:
     """A finished job's audio in the requested format."""
@@ -190,25 +187,29 @@ class JobAudio:
 
 
 def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAudio:
-    """The stored WAV, or its raw 16-bit little-endian mono PCM frames for ``pcm``."""
-    import io
-    import wave
+    """The stored WAV as it is (``wav``), or the audio encoded at 24 kHz (mp3, opus, aac, flac, pcm)."""
     from pathlib import Path
 
-    from console.errors import Conflict
+    import soundfile
 
+    from console.errors import Conflict
+    from inference.audio.encode import FORMATS, OUTPUT_RATE, encode_whole
+
+    if response_format not in FORMATS:
+        raise ValueError(f"unknown audio format {response_format!r}")
     if job.status != JobStatus.SUCCEEDED or not job.output_path:
         raise Conflict(f"Job {job.pk} is {job.status}; audio exists only for succeeded jobs.", code="job_not_finished")
     path = Path(job.output_path)
     if not path.exists():
         raise NotFound(f"The audio of job {job.pk} is no longer stored.", code="audio_gone")
-    data = path.read_bytes()
-    with wave.open(io.BytesIO(data), "rb") as wav:
-        rate = wav.getframerate()
-        frames = wav.readframes(wav.getnframes()) if response_format == "pcm" else b""
-    if response_format == "pcm":
-        return JobAudio(content=frames, content_type=AUDIO_CONTENT_TYPES["pcm"], sample_rate=rate)
-    return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
+    if response_format == "wav":
+        data = path.read_bytes()
+        return JobAudio(
+            content=data, content_type=FORMATS["wav"].content_type, sample_rate=soundfile.info(path).samplerate
+        )
+    samples, rate = soundfile.read(path, dtype="float32")
+    content = encode_whole(samples, sample_rate=rate, format_name=response_format)
+    return JobAudio(content=content, content_type=FORMATS[response_format].content_type, sample_rate=OUTPUT_RATE)
 
 
 def job_counts_for_node(*, node_name: str) -> tuple[int, int]:

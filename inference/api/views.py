@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from billing.api_auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from billing.selectors import USAGE_DAYS_MAX, quota_get
 from billing.services import request_admit
-from console.errors import PermissionDenied
+from console.errors import PermissionDenied, VoxfleetError
 from inference.api.serializers import (
     JobCreateSerializer,
     JobOutSerializer,
@@ -28,6 +28,7 @@ from inference.api.serializers import (
     VoiceOutSerializer,
     VoiceRenameSerializer,
 )
+from inference.audio.encode import FORMATS as AUDIO_FORMATS
 from inference.engines.base import PRESET_VOICES_BY_KEY
 from inference.models import JobSource, JobStatus
 from inference.selectors import (
@@ -250,10 +251,17 @@ class JobAudioView(TenantAPIView):
     @extend_schema(
         operation_id="jobs_audio",
         summary="Download a succeeded job's audio",
-        parameters=[OpenApiParameter("format", str, enum=["wav", "pcm"], required=False)],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(AUDIO_FORMATS),
+                required=False,
+                description="wav (default: the stored file) or mp3, opus, aac, flac, pcm at 24 kHz.",
+            )
+        ],
         responses={
-            (200, "audio/wav"): OpenApiTypes.BINARY,
-            (200, "audio/pcm"): OpenApiTypes.BINARY,
+            **{(200, f.content_type): OpenApiTypes.BINARY for f in AUDIO_FORMATS.values()},
             409: OpenApiResponse(description="Not finished"),
             **ERROR_RESPONSES,
         },
@@ -261,7 +269,11 @@ class JobAudioView(TenantAPIView):
     )
     def get(self, request, job_id: int):
         job = job_get_for_tenant(tenant=self.tenant(request), job_id=job_id)
-        fmt = "pcm" if request.query_params.get("format") == "pcm" else "wav"
+        fmt = request.query_params.get("format") or "wav"
+        if fmt not in AUDIO_FORMATS:
+            raise VoxfleetError(
+                f"Unknown format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}.", code="invalid_format", param="format"
+            )
         audio = job_audio_read(job=job, response_format=fmt)
         response = HttpResponse(audio.content, content_type=audio.content_type)
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'
