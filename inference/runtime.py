@@ -37,7 +37,10 @@ def _wake_local(job_id: int) -> None:
 
 def job_done_notify(*, job_id: int) -> None:
     """Tell waiters (in this process and, with Redis, in every console process) a job finished."""
+    from inference.streaming import job_audio_end
+
     _wake_local(job_id)
+    job_audio_end(job_id=job_id)  # streaming listeners stop reading
     if settings.REDIS_URL:
         try:
             redis_client().publish(JOB_DONE_CHANNEL, str(job_id))

@@ -186,14 +186,15 @@ class JobAudio:
     sample_rate: int
 
 
-def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAudio:
-    """The stored WAV as it is (``wav``), or the audio encoded at 24 kHz (mp3, opus, aac, flac, pcm)."""
+def job_audio_read(*, job: SynthesisJob, response_format: str = "wav", stored_wav: bool = True) -> JobAudio:
+    """A succeeded job's audio: encoded at 24 kHz (mp3, opus, aac, flac, wav, pcm), or for
+    ``wav`` with ``stored_wav`` the stored file as it is (at the engine's rate)."""
     from pathlib import Path
 
     import soundfile
 
     from console.errors import Conflict
-    from inference.audio.encode import FORMATS, OUTPUT_RATE, encode_whole
+    from inference.audio.encode import FORMATS, OUTPUT_RATE, encode_whole, pcm16_floats
 
     if response_format not in FORMATS:
         raise ValueError(f"unknown audio format {response_format!r}")
@@ -202,13 +203,14 @@ def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAud
     path = Path(job.output_path)
     if not path.exists():
         raise NotFound(f"The audio of job {job.pk} is no longer stored.", code="audio_gone")
-    if response_format == "wav":
+    if response_format == "wav" and stored_wav:
         data = path.read_bytes()
         return JobAudio(
             content=data, content_type=FORMATS["wav"].content_type, sample_rate=soundfile.info(path).samplerate
         )
-    samples, rate = soundfile.read(path, dtype="float32")
-    content = encode_whole(samples, sample_rate=rate, format_name=response_format)
+    pcm, rate = soundfile.read(path, dtype="int16")
+    # The same int16 -> float mapping as the stream, so a download equals the streamed bytes.
+    content = encode_whole(pcm16_floats(pcm), sample_rate=rate, format_name=response_format)
     return JobAudio(content=content, content_type=FORMATS[response_format].content_type, sample_rate=OUTPUT_RATE)
 
 

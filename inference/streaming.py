@@ -115,10 +115,10 @@ class JobAudioWriter:
             logger.warning("could not announce audio of job %s", self.job_id, exc_info=True)
 
 
-def job_audio_end(*, job_id: int, status: str) -> None:
+def job_audio_end(*, job_id: int) -> None:
     """Tell listeners the job is over (after its settlement or release is committed)."""
     try:
-        _group_send(job_audio_group(job_id), {"type": END, "status": status})
+        _group_send(job_audio_group(job_id), {"type": END})
     except Exception:  # noqa: BLE001 - listeners also poll the job row
         logger.warning("could not announce the end of job %s", job_id, exc_info=True)
 
@@ -194,6 +194,16 @@ async def job_audio_listen(
                 yield AudioPiece(pcm=fresh, sample_rate=int(message["sample_rate"]))
     finally:
         await layer.group_discard(group, channel)
+
+
+def final_pcm(output: str | Path, skip_bytes: int = 0) -> tuple[int, bytes]:
+    """(sample rate, 16-bit PCM after the first ``skip_bytes``) of a finished job's WAV."""
+    import soundfile
+
+    with soundfile.SoundFile(str(output)) as wav:
+        rate = wav.samplerate
+        wav.seek(min(wav.frames, skip_bytes // 2))
+        return rate, wav.read(dtype="int16").astype("<i2").tobytes()
 
 
 def replace_into(path: Path, data: bytes) -> None:

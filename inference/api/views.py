@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -40,7 +41,7 @@ from inference.selectors import (
     voice_list_for_tenant,
     voice_resolve,
 )
-from inference.services import job_cancel, job_create, voice_create, voice_delete, voice_rename
+from inference.services import job_audio_stream, job_cancel, job_create, voice_create, voice_delete, voice_rename
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description='Invalid request: {"error": {"code", "message"}}'),
@@ -247,10 +248,19 @@ class JobCancelView(TenantAPIView):
         return Response(JobOutSerializer(job_cancel(job=job)).data)
 
 
+class AudioNegotiation(DefaultContentNegotiation):
+    """Here ``?format=`` names the audio format, not a DRF renderer; errors are always JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JobAudioView(TenantAPIView):
+    content_negotiation_class = AudioNegotiation
+
     @extend_schema(
         operation_id="jobs_audio",
-        summary="Download a succeeded job's audio",
+        summary="A job's audio: downloaded once it succeeded, or streamed (chunked) while it runs",
         parameters=[
             OpenApiParameter(
                 "format",
@@ -274,6 +284,14 @@ class JobAudioView(TenantAPIView):
             raise VoxfleetError(
                 f"Unknown format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}.", code="invalid_format", param="format"
             )
+        if not job.is_finished:
+            stream = job_audio_stream(job=job, response_format=fmt)
+            response = StreamingHttpResponse(stream.chunks, content_type=stream.content_type)
+            response["X-Sample-Rate"] = str(stream.sample_rate)
+            response["X-Job-Id"] = str(job.pk)
+            response["X-Seed"] = str(job.seed)
+            response["Cache-Control"] = "no-cache"
+            return response
         audio = job_audio_read(job=job, response_format=fmt)
         response = HttpResponse(audio.content, content_type=audio.content_type)
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'

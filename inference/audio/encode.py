@@ -65,6 +65,12 @@ class _Sink(io.RawIOBase):
         return out
 
 
+def pcm16_floats(pcm: bytes | numpy.ndarray) -> numpy.ndarray:
+    """16-bit PCM back to floats, the exact inverse of the rounding below (i / 32767)."""
+    values = numpy.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes | bytearray) else numpy.asarray(pcm)
+    return values.astype(numpy.float32) / numpy.float32(32767.0)
+
+
 def _pcm16(samples: numpy.ndarray) -> bytes:
     # The same rounding as SynthesisResult.to_pcm_bytes, so wav/pcm match stored WAVs.
     clipped = numpy.clip(numpy.asarray(samples, dtype=numpy.float64), -1.0, 1.0)

@@ -218,7 +218,7 @@ class CpuEngine(SynthesisEngine):
         return SynthesisResult(
             samples=numpy.concatenate([piece.samples for piece in pieces]),
             sample_rate=SAMPLE_RATE,
-            info={**pieces[-1].info, "sentences": len(pieces)},
+            info={**pieces[-1].info, "sentences": len(pieces) - 1},  # the last piece is the closing silence
         )
 
     def synthesize_stream(self, request: SynthesisRequest) -> Iterator[SynthesisResult]:
@@ -239,7 +239,6 @@ class CpuEngine(SynthesisEngine):
         lead = numpy.zeros(int(0.08 * SAMPLE_RATE), dtype=numpy.float32)
         tail = numpy.zeros(int(0.15 * SAMPLE_RATE), dtype=numpy.float32)
         spoken = 0
-        pending: numpy.ndarray | None = None  # held back one sentence: the last one gets the tail
         for number, sentence in enumerate(sentences):
             runs = self._frontend.runs(sentence, language)
             # Each sentence draws from its own stream of the seed, so sentence k sounds the
@@ -258,14 +257,12 @@ class CpuEngine(SynthesisEngine):
             peak = float(numpy.max(numpy.abs(audio)))
             if peak > 0:
                 audio = audio * (prosody.peak / peak)
-            audio = numpy.concatenate([lead if spoken == 0 else pause, audio])
+            # Out as soon as it is spoken: a stream's first audio waits for one sentence only.
+            yield self._piece(numpy.concatenate([lead if spoken == 0 else pause, audio]), residual, language)
             spoken += 1
-            if pending is not None:
-                yield self._piece(pending, residual, language)
-            pending = audio
-        if pending is None:
+        if not spoken:
             raise SynthesisFailed("Nothing speakable in the text.", code="nothing_to_say", status=400)
-        yield self._piece(numpy.concatenate([pending, tail]), residual, language)
+        yield self._piece(tail, residual, language)
 
     def _piece(self, samples: numpy.ndarray, residual_speed: float, language: str) -> SynthesisResult:
         samples = time_stretch(samples, sample_rate=SAMPLE_RATE, speed=residual_speed)

@@ -5,7 +5,7 @@
   (reserve tokens, take a slot, queue on a node), cancel and fail.
 - ``dispatch``: which node runs a job, handing it over, running it on the node, closing it.
 - ``recovery``: requeue off a dead node, expiry past the deadline.
-- ``speech``: a request answered synchronously (the OpenAI-compatible endpoint).
+- ``speech``: a request answered while the client waits, streamed or whole (the OpenAI-compatible endpoint).
 
 Every public name is re-exported here, so ``from inference.services import job_create``
 works whatever module it lives in. Errors live in ``inference.errors`` (re-exported too).
@@ -37,7 +37,14 @@ from inference.services.jobs import (
     job_quote,
 )
 from inference.services.recovery import MAX_REQUEUES, RequeueOutcome, job_requeue_from_node, jobs_expire_overdue
-from inference.services.speech import Speech, speech_synthesize
+from inference.services.speech import (
+    Speech,
+    SpeechStream,
+    job_audio_chunks,
+    job_audio_stream,
+    speech_stream,
+    speech_synthesize,
+)
 from inference.services.voices import VOICE_NAME_MAX, voice_create, voice_delete, voice_rename
 
 __all__ = [
@@ -66,7 +73,11 @@ __all__ = [
     "job_quote",
     "job_requeue_from_node",
     "jobs_expire_overdue",
+    "speech_stream",
     "speech_synthesize",
+    "SpeechStream",
+    "job_audio_chunks",
+    "job_audio_stream",
     "voice_create",
     "voice_delete",
     "voice_rename",

@@ -2,8 +2,9 @@
 
 ``job_dispatch`` hands an accepted job to a node (``queued``): the node's Celery queue, or
 the in-process executor on the embedded default. ``job_execute`` on the node claims it
-(``running``) with a conditional UPDATE, synthesizes, writes the WAV and settles
-(``succeeded``) or releases (``failed``). ``_job_close`` is the one way an open job ends
+(``running``) with a conditional UPDATE, synthesizes sentence by sentence — each piece is
+stored and announced as it is ready (``inference.streaming``), so listeners hear the job
+while it runs — writes the WAV and settles (``succeeded``) or releases (``failed``). ``_job_close`` is the one way an open job ends
 without audio (failed, cancelled) and gets its tokens back.
 
 Never charged twice: every transition out of ``running`` is a conditional UPDATE that names
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from inference.errors import NoNodeAvailable
 from inference.executor import executor_submit
 from inference.listeners import job_listeners_notify
 from inference.models import SynthesisJob
+from inference.streaming import JobAudioWriter, pcm16, replace_into
 from inference.text import parse_instruction
 
 if TYPE_CHECKING:
@@ -197,6 +198,9 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     mine = {"attempts": job.attempts, "node__name": node_name}
     started = time.perf_counter()
     engine_seconds = 0.0
+    audio_seconds = 0.0
+    writer: JobAudioWriter | None = None
+    path = job_output_path(job=job)
     try:
         engine = engine_get()
         parsed = parse_instruction(job.instruction) if job.instruction else None
@@ -209,16 +213,35 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             speed=job.speed,
         )
         engine.check_language(job.language)
-        synth_started = time.perf_counter()
-        result = engine.synthesize(request)
-        engine_seconds = time.perf_counter() - synth_started
-        wav = result.to_wav_bytes()
-        path = job_output_path(job=job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        partial.write_bytes(wav)
-        os.replace(partial, path)
+        pieces = engine.synthesize_stream(request)
+        while True:
+            synth_started = time.perf_counter()
+            piece = next(pieces, None)
+            engine_seconds += time.perf_counter() - synth_started
+            if piece is None:
+                break
+            if writer is None:
+                writer = JobAudioWriter(job_id=job_id, output=path, sample_rate=piece.sample_rate)
+            writer.append(pcm16(piece.samples))
+            audio_seconds += piece.duration_s
+            # Between sentences: a job cancelled meanwhile (a streaming client that hung up)
+            # or moved off this node stops here instead of running to the end.
+            if not SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists():
+                pieces.close()
+                writer.discard()
+                logger.info("job %s was closed elsewhere while %s ran it; stopped", job_id, node_name)
+                job_listeners_notify(
+                    job_id=job_id, outcome="discarded", duration_s=time.perf_counter() - started, rtf=None
+                )
+                job.refresh_from_db()
+                return job
+        if writer is None:
+            raise VoxfleetError("The engine produced no audio.", code="engine_error")
+        replace_into(path, writer.wav_bytes())
+        writer.discard()
     except Exception as exc:  # noqa: BLE001 - any engine failure fails the job and frees the tokens
+        if writer is not None:
+            writer.discard()
         error = (
             exc if isinstance(exc, VoxfleetError) else VoxfleetError(f"Synthesis failed: {exc}", code="engine_error")
         )
@@ -230,7 +253,6 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         job.refresh_from_db()
         return job
 
-    audio_seconds = result.duration_s
     rtf = engine_seconds / audio_seconds if audio_seconds > 0 else None
     node = job.node
     outcome = {

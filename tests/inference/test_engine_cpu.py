@@ -242,7 +242,9 @@ def test_stream_yields_one_piece_per_sentence_and_equals_the_whole():
         text="今天天气很好。我们去公园散步吧！你觉得怎么样？", language="zh", voice=voice, instruction=None, seed=7
     )
     pieces = list(engine.synthesize_stream(request))
-    assert len(pieces) == 3 and all(piece.sample_rate == 22050 and piece.samples.size for piece in pieces)
+    # One piece per sentence, then the closing silence.
+    assert len(pieces) == 4 and all(piece.sample_rate == 22050 and piece.samples.size for piece in pieces)
+    assert float(numpy.max(numpy.abs(pieces[-1].samples))) == 0.0
     whole = engine.synthesize(request)
     assert numpy.array_equal(numpy.concatenate([piece.samples for piece in pieces]), whole.samples)
 
