@@ -113,6 +113,21 @@ def staff_client(staff_user):
     return logged_in(staff_user)
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets its own channel-layer instance.
+
+    The layer is a process-wide object, and channels_redis binds its receive locks to the
+    event loop that first used them: a test's loop (WebsocketCommunicator) would otherwise
+    leave locks that a later test's in-thread server, on its own loop, cannot take.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory):
     """One real server (uvicorn, plus a Celery node worker with REDIS_URL) for the end-to-end API tests."""
