@@ -15,6 +15,7 @@ from django.test import Client
 
 from billing.choices import MembershipRole
 from billing.services import api_key_create, membership_add, plan_get, tenant_create, user_create
+from tests.support.limits import TEST_NODE_QUEUES, limits_clear
 
 PASSWORD = "pw-secret-123"
 
@@ -111,6 +112,18 @@ def outsider_client(outsider):
 @pytest.fixture
 def staff_client(staff_user):
     return logged_in(staff_user)
+
+
+@pytest.fixture
+def fleet_routing(settings, tmp_path):
+    """Jobs routed as in a real fleet (not all to the embedded single node), files in tmp, and
+    no rate-limit counter or node-queue message left over from another test."""
+    settings.EMBEDDED = False
+    settings.OUTPUTS_DIR = tmp_path / "outputs"
+    settings.VAR_DIR = tmp_path / "var"
+    limits_clear(TEST_NODE_QUEUES)
+    yield
+    limits_clear(TEST_NODE_QUEUES)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from billing.models import TokenReservation
 from billing.selectors import quota_get
-from billing.services import limits
 from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import Node, NodeState
@@ -27,27 +26,7 @@ from fleetagent.services import node_action_request, node_agent_connect, node_cr
 from inference.models import JobStatus, SynthesisJob
 from inference.services import job_create, job_execute
 
-
-@pytest.fixture(autouse=True)
-def _fleet_routing(settings, tmp_path):
-    """Routing as in a real fleet (not the embedded single node); outputs in tmp; no leaked limits."""
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path / "outputs"
-    _clear()
-    yield
-    _clear()
-
-
-def _clear():
-    limits.limits_reset_for_tests()
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        for key in client.scan_iter("vf:billing:*"):
-            client.delete(key)
-        for key in client.scan_iter("node.t-fleet-*"):
-            client.delete(key)
+pytestmark = pytest.mark.usefixtures("fleet_routing")
 
 
 def _agent_node(name: str) -> Node:

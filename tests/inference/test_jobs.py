@@ -35,29 +35,7 @@ from inference.services import (
 from inference.tasks import synthesize
 from tests.inference.speech_samples import encode, speech
 
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
-    """Node routing as in a real fleet (not the embedded single node), outputs in tmp, and
-    rate-limit counters that do not leak between tests (tenant ids repeat across runs)."""
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path / "outputs"
-    settings.VAR_DIR = tmp_path / "var"
-    _limits_clear()
-    yield
-    _limits_clear()
-
-
-def _limits_clear():
-    limits.limits_reset_for_tests()
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        for key in client.scan_iter("vf:billing:*"):
-            client.delete(key)
-        for key in client.scan_iter("node.t-*"):
-            client.delete(key)
+pytestmark = pytest.mark.usefixtures("fleet_routing")
 
 
 @pytest.fixture
