@@ -149,9 +149,7 @@ def test_insufficient_quota_is_429_and_writes_nothing(make_tenant):
 
 
 def test_free_window_resets_at_local_midnight(make_tenant):
-    tenant = make_tenant("free")
-    tenant.time_zone = "Asia/Shanghai"
-    tenant.save()
+    tenant = make_tenant("free", time_zone="Asia/Shanghai")
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
     evening = dt.datetime(2026, 3, 10, 23, 30, tzinfo=tz)
     reservation_create(tenant=tenant, tokens=500, now=evening)
