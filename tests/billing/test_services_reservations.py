@@ -8,16 +8,9 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.choices import LedgerBucket, LedgerKind, ReservationStatus
 from billing.errors import InsufficientQuota, InvalidAmount, ReservationNotFound, ReservationNotOpen
-from billing.models import (
-    BillingAccount,
-    LedgerBucket,
-    LedgerEntry,
-    LedgerKind,
-    ReservationStatus,
-    TokenReservation,
-    TopUp,
-)
+from billing.models import BillingAccount, LedgerEntry, TokenReservation, TopUp
 from billing.reconcile import ledger_drift_find
 from billing.selectors import quota_get
 from billing.services import (
