@@ -72,15 +72,6 @@ class BillingAccountInline(admin.StackedInline):
     model = BillingAccount
     can_delete = False
     extra = 0
-    fields = [
-        "window_start",
-        "window_end",
-        "allowance_tokens",
-        "allowance_remaining",
-        "pending_plan",
-        "pending_plan_at",
-        "gpu_rental_price_per_hour",
-    ]
     # Balances move only through services (each change is a ledger row); the rental rate is a contract term.
     readonly_fields = [
         "window_start",
@@ -90,6 +81,7 @@ class BillingAccountInline(admin.StackedInline):
         "pending_plan",
         "pending_plan_at",
     ]
+    fields = [*readonly_fields, "gpu_rental_price_per_hour"]
 
 
 @admin.register(Tenant)

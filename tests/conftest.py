@@ -6,6 +6,10 @@ tenant (``outsider_tenant``) and must get 403/404 on everything of the owner's. 
 logged-in Django test client (``owner_client``, ``teammate_client``, ``outsider_client``),
 and so does ``staff_user`` (``staff_client``). ``make_tenant`` and ``make_member`` build
 more of the same when a test needs them.
+
+Jobs: ``local_node`` (online because its agent said hello) and ``run_job``, which accepts a job
+and runs it there as the executor would; ``fleet_routing`` for tests that route jobs across the
+nodes of a real fleet instead.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from django.test import Client
 
 from billing.choices import MembershipRole
 from billing.services import api_key_create, membership_add, plan_get, tenant_create, user_create
+from inference.services import job_create, job_execute
+from tests.support.fleet import node_online
+from tests.support.limits import TEST_NODE_QUEUES, limits_clear
 
 PASSWORD = "pw-secret-123"
 
@@ -28,14 +35,16 @@ def logged_in(user) -> Client:
 
 @pytest.fixture
 def make_tenant(db):
-    """Factory: a tenant on a plan with its owner user and one API key."""
+    """Factory: a tenant on a plan (in ``time_zone``) with its owner user and one API key."""
     counter = {"n": 0}
 
-    def make(plan: str = "pro", *, name: str | None = None):
+    def make(plan: str = "pro", *, name: str | None = None, time_zone: str = "UTC"):
         counter["n"] += 1
         n = counter["n"]
         owner = user_create(username=f"owner{n}-{plan}", password=PASSWORD, email=f"owner{n}@example.com")
-        tenant = tenant_create(name=name or f"Tenant {n} {plan}", plan=plan_get(code=plan), owner=owner)
+        tenant = tenant_create(
+            name=name or f"Tenant {n} {plan}", plan=plan_get(code=plan), owner=owner, time_zone=time_zone
+        )
         key, plaintext = api_key_create(tenant=tenant, name="test")
         tenant.test_owner = owner
         tenant.test_api_key = plaintext
@@ -126,6 +135,40 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+def local_node(db, settings, tmp_path):
+    """The local node, online (its agent said hello), with outputs in a temp folder."""
+    settings.OUTPUTS_DIR = tmp_path / "outputs"
+    return node_online(settings.EMBEDDED_NODE_NAME, hello={"engine": "cpu"}, channel_name="test.local-agent")
+
+
+@pytest.fixture
+def run_job(local_node):
+    """Accept a job through jobs' own service and run it on the local node, as the executor would."""
+
+    def run(tenant, text="你好，世界", voice="zh-female", instruction=None, seed=7):
+        # job_create queues the job on the local node (accepted -> queued in its own
+        # transaction); the executor then claims it.
+        job = job_create(tenant=tenant, text=text, voice=voice, instruction=instruction, seed=seed)
+        job_execute(job_id=job.pk, node_name=local_node.name)
+        job.refresh_from_db()
+        return job
+
+    return run
+
+
+@pytest.fixture
+def fleet_routing(settings, tmp_path):
+    """Jobs routed as in a real fleet (not all to the embedded single node), files in tmp, and
+    no rate-limit counter or node-queue message left over from another test."""
+    settings.EMBEDDED = False
+    settings.OUTPUTS_DIR = tmp_path / "outputs"
+    settings.VAR_DIR = tmp_path / "var"
+    limits_clear(TEST_NODE_QUEUES)
+    yield
+    limits_clear(TEST_NODE_QUEUES)
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,16 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import Client
 
-from fleetagent.models import Node, NodeState
-from fleetagent.services import node_create
 from inference import engines, listeners
 from inference.models import JobStatus, SynthesisJob
 from inference.services import job_create, job_execute
+from tests.support.fleet import node_online
 
 
 @pytest.fixture
-def shared_node(settings, tmp_path):
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path
-    node, _ = node_create(name="t-runtime-a")
-    Node.objects.filter(pk=node.pk).update(state=NodeState.ONLINE)
-    return node
+def shared_node(fleet_routing):
+    """A shared node of a real fleet, online because its agent connected."""
+    return node_online("t-runtime-a")
 
 
 def test_engine_is_loaded_once_and_reload_gives_a_fresh_engine():

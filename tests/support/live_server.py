@@ -35,6 +35,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tests.support.limits import RATE_LIMIT_KEYS, redis_keys_delete
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -186,15 +188,6 @@ def _postgres_database(base_url: str, name: str):
     return urlunsplit(parts._replace(path=f"/{name}")), lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _clear_rate_limits(redis_url: str) -> None:
-    # Tenant ids restart at 1 in the fresh database; old per-tenant counters must not apply.
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("vf:billing:*"):
-        client.delete(key)
-
-
 def console_server_start(
     *,
     env: dict,
@@ -265,7 +258,8 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     redis_url = os.environ.get("REDIS_URL") or ""
     if redis_url:
-        _clear_rate_limits(redis_url)
+        # Tenant ids restart at 1 in the fresh database; old per-tenant counters must not apply.
+        redis_keys_delete(redis_url, RATE_LIMIT_KEYS)
     server = LiveServer(url="", env=env, data={}, workdir=workdir, redis=bool(redis_url), drop_database=drop)
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
