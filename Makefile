@@ -44,6 +44,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/lint-imports
 
 # Benchmarks print their figures; the PostgreSQL/Redis ones use scratch databases on this machine.
 BENCH_PG ?= postgres://postgres@127.0.0.1:5432

@@ -4,8 +4,9 @@
         .venv/bin/python bench/fleet_ingest.py --hosts 125 --gpus 8 --dashboards 20 --duration 30
 
 Starts ``uvicorn console.asgi:application`` on a loopback port (a subprocess, so its CPU can
-be measured on its own), registers the nodes and a staff user through the real services,
-then runs real websocket clients speaking the agent protocol (hello, then one sample with
+be measured on its own; started by ``tests.support.live_server.console_server_start``, ready
+when /healthz answers), registers the nodes and a staff user through the real services, then
+runs real websocket clients speaking the agent protocol (hello, then one sample with
 every GPU per second, ``ts`` = send time) and dashboard clients with a staff session.
 Prints sustained samples/s (sent, delivered to dashboards, persisted), agent -> dashboard
 latency p50/p95/max (from the sample's ``ts`` to its arrival at each dashboard), and the
@@ -19,9 +20,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/vf_fleet")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
+
+from tests.support.live_server import console_server_start  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,12 +49,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cookie", help=argparse.SUPPRESS)
     p.add_argument("--window", type=float, nargs=2, help=argparse.SUPPRESS)
     return p.parse_args()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup_fleet(hosts: int) -> tuple[list[tuple[str, str]], str]:
@@ -240,36 +235,20 @@ async def main_async(args) -> int:
     from fleetagent import protocol
 
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
-    port = args.port or _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "console.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--ws",
-            "websockets-sansio",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("uvicorn did not start", file=sys.stderr)
-                    return 1
-                await asyncio.sleep(0.2)
+        server = await asyncio.to_thread(
+            console_server_start,
+            env=os.environ.copy(),
+            port=args.port or None,
+            lifespan=None,
+            ws="websockets-sansio",
+            timeout_s=30,
+        )
+    except RuntimeError as exc:
+        print(f"uvicorn did not start: {exc}", file=sys.stderr)
+        return 1
+    port = server.url.rsplit(":", 1)[1]
+    try:
         res = Results()
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
@@ -295,7 +274,7 @@ async def main_async(args) -> int:
             asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
         ]
         await asyncio.sleep(max(0.0, window[0] - time.time()))
-        server_proc = psutil.Process(server.pid)
+        server_proc = psutil.Process(server.processes[0].pid)
         me = psutil.Process()
         server_cpu0, my_cpu0 = server_proc.cpu_times(), me.cpu_times()
         t0 = time.monotonic()
@@ -311,11 +290,7 @@ async def main_async(args) -> int:
         stop.set()
         await asyncio.gather(*agents, return_exceptions=True)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
 
     def cpu(a, b) -> float:
         return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed

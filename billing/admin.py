@@ -79,15 +79,6 @@ class BillingAccountInline(admin.StackedInline):
     model = BillingAccount
     can_delete = False
     extra = 0
-    fields = [
-        "window_start",
-        "window_end",
-        "allowance_tokens",
-        "allowance_remaining",
-        "pending_plan",
-        "pending_plan_at",
-        "gpu_rental_price_per_hour",
-    ]
     # Balances move only through services (each change is a ledger row); the rental rate is a contract term.
     readonly_fields = [
         "window_start",
@@ -97,6 +88,7 @@ class BillingAccountInline(admin.StackedInline):
         "pending_plan",
         "pending_plan_at",
     ]
+    fields = [*readonly_fields, "gpu_rental_price_per_hour"]
 
 
 def _plan_change_action(code: str, name: str):

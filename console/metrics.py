@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
-from fleetagent.models import NodeState
+from fleetagent.choices import NodeState
 from fleetagent.selectors import node_snapshot_list
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -74,7 +74,6 @@ NODE_FIELDS = (
 # Close codes the console uses when it refuses an agent (4000-4999 are application codes).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_PROTOCOL = 4400
-CLOSE_REPLACED = 4409
 
 
 class ProtocolError(ValueError):

@@ -11,9 +11,9 @@ import datetime as dt
 
 from django.db import IntegrityError, transaction
 
-from billing.choices import LedgerBucket, LedgerKind, PlanChangeKind
+from billing.choices import LedgerBucket, LedgerKind, PaymentStatus, PlanChangeKind
 from billing.errors import InvalidAmount, TenantSuspended
-from billing.models import BillingAccount, LedgerEntry, PlanChange, Tenant, TopUp
+from billing.models import BillingAccount, LedgerEntry, Payment, PlanChange, Tenant, TopUp
 from billing.periods import allowance_window
 
 
@@ -35,6 +35,26 @@ def tenant_active_check(tenant_id: int, *, action: str) -> None:
     """Refuse ``action`` for a suspended tenant, read from the database (a caller's Tenant may be stale)."""
     if not Tenant.objects.filter(pk=tenant_id, is_active=True).exists():
         raise TenantSuspended(f"This organisation is suspended: it cannot {action}. Contact support.")
+
+
+def payment_record(
+    *, idempotency_key: str, tenant_id: int, provider, result, amount, currency: str, purpose: str, now: dt.datetime
+) -> tuple[Payment, bool]:
+    """The row for a charge ``provider`` accepted (``result``), and whether this call created it:
+    a retry with the same ``idempotency_key`` finds the first row instead of paying twice."""
+    return Payment.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={
+            "tenant_id": tenant_id,
+            "provider": provider.name,
+            "reference": result.reference[:128],
+            "amount": amount,
+            "currency": currency,
+            "status": PaymentStatus.SUCCEEDED,
+            "purpose": purpose,
+            "created_at": now,
+        },
+    )
 
 
 def ledger_row(tenant_id: int, kind: str, bucket: str, **fields) -> LedgerEntry:

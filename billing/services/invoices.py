@@ -12,14 +12,14 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from django.db import transaction
 from django.utils import timezone
 
-from billing.choices import InvoiceStatus, PaymentStatus
+from billing.choices import InvoiceStatus
 from billing.errors import InvalidAmount, InvoiceImmutable, PaymentFailed
-from billing.models import BillingAccount, CustomFee, Invoice, InvoiceLine, Payment, Tenant
+from billing.models import BillingAccount, CustomFee, Invoice, InvoiceLine, Tenant
 from billing.payments import payment_provider_get
 from billing.periods import billing_month_window, month_bounds
 from billing.pricing import CENT
 from billing.selectors.invoices import invoice_lines_compute, invoice_lines_compute_many
-from billing.services._accounts import account_lock
+from billing.services._accounts import account_lock, payment_record
 from billing.services.quota import account_window_ensure
 from console.errors import Conflict, NotFound, VoxfleetError
 
@@ -114,18 +114,15 @@ def invoice_mark_paid(*, invoice_id: int, provider=None, now=None) -> Invoice:
         if invoice.status != InvoiceStatus.FINALIZED:
             raise InvoiceImmutable(f"Invoice {invoice.number} is already {invoice.status}.")
         if due > 0:
-            payment, _ = Payment.objects.get_or_create(
+            payment, _ = payment_record(
                 idempotency_key=f"invoice:{invoice.pk}",
-                defaults={
-                    "tenant_id": invoice.tenant_id,
-                    "provider": provider.name,
-                    "reference": result.reference[:128],
-                    "amount": due,
-                    "currency": invoice.currency,
-                    "status": PaymentStatus.SUCCEEDED,
-                    "purpose": f"invoice {invoice.number}",
-                    "created_at": now,
-                },
+                tenant_id=invoice.tenant_id,
+                provider=provider,
+                result=result,
+                amount=due,
+                currency=invoice.currency,
+                purpose=f"invoice {invoice.number}",
+                now=now,
             )
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now

@@ -13,11 +13,17 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from billing.choices import LedgerBucket, LedgerKind, PaymentStatus
+from billing.choices import LedgerBucket, LedgerKind
 from billing.errors import PaymentFailed, TopUpExpired
 from billing.models import LedgerEntry, Payment, Tenant, TopUp, TopUpPack
 from billing.payments import payment_provider_get
-from billing.services._accounts import account_lock, positive_tokens, tenant_active_check, topups_expire_locked
+from billing.services._accounts import (
+    account_lock,
+    payment_record,
+    positive_tokens,
+    tenant_active_check,
+    topups_expire_locked,
+)
 from billing.services.plans import plan_feature_check
 from console.errors import NotFound
 
@@ -111,18 +117,15 @@ def topup_purchase(
         raise PaymentFailed(f"The payment for {pack.name} was declined: {result.message or 'no reason given'}.")
     with transaction.atomic():
         account = account_lock(tenant.pk)
-        payment, created = Payment.objects.get_or_create(
+        payment, created = payment_record(
             idempotency_key=key,
-            defaults={
-                "tenant_id": tenant.pk,
-                "provider": provider.name,
-                "reference": result.reference[:128],
-                "amount": pack.price,
-                "currency": pack.currency,
-                "status": PaymentStatus.SUCCEEDED,
-                "purpose": f"top-up {pack.code}",
-                "created_at": now,
-            },
+            tenant_id=tenant.pk,
+            provider=provider,
+            result=result,
+            amount=pack.price,
+            currency=pack.currency,
+            purpose=f"top-up {pack.code}",
+            now=now,
         )
         if not created:
             existing = TopUp.objects.filter(payment=payment).first()

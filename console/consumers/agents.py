@@ -16,7 +16,7 @@ from console.consumers.hub import hub
 from console.errors import NotFound, VoxfleetError
 from fleetagent import protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
-from fleetagent.models import Node
+from fleetagent.selectors import node_get
 from fleetagent.services import (
     node_action_acknowledge,
     node_agent_connect,
@@ -44,7 +44,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         embedded_node_id = self.scope.get(EMBEDDED_SCOPE_KEY)
         if embedded_node_id is not None:
             # Set only by fleetagent.agent.loopback inside this process, never by a server.
-            self.node = await database_sync_to_async(Node.objects.get)(pk=embedded_node_id)
+            self.node = await database_sync_to_async(node_get)(node_id=embedded_node_id)
             await self.accept()
             return
         try:

@@ -1,4 +1,4 @@
-"""Per-node job statistics from the outcomes the agent sees (inference.runtime listener hook)."""
+"""Per-node job statistics from the outcomes the agent sees (an ``inference.listeners`` job listener)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from inference.choices import JobStatus
 
 WINDOW_SHORT_S = 5 * 60
 WINDOW_LONG_S = 60 * 60
@@ -45,14 +47,14 @@ class JobStats:
             self._running.add(job_id)
 
     def job_finished(self, job_id: int, outcome: str, duration_s: float, rtf: float | None = None) -> None:
-        """The inference.runtime listener signature: (job_id, outcome, duration_s, rtf)."""
+        """The ``inference.listeners`` signature: (job_id, outcome, duration_s, rtf)."""
         with self._lock:
             self._running.discard(job_id)
             self._outcomes.append(
                 JobOutcome(
                     at=self._clock(),
                     job_id=int(job_id),
-                    succeeded=outcome == "succeeded",
+                    succeeded=outcome == JobStatus.SUCCEEDED,
                     duration_s=float(duration_s or 0.0),
                     rtf=float(rtf) if rtf is not None else None,
                 )

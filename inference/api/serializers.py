@@ -7,9 +7,11 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from billing.selectors import USAGE_DAYS_MAX
+from inference.choices import JobStatus, VoiceGender
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
-from inference.models import JobStatus, SynthesisJob
+from inference.models import SynthesisJob
 from inference.selectors import ResolvedVoice
+from inference.text import LANGUAGES
 from inference.text.normalize import INSTRUCTION_MAX_CHARS, TEXT_MAX_CHARS
 
 # Page size of GET /api/v1/jobs: ?limit defaults to this and may not exceed the cap.
@@ -49,8 +51,8 @@ class VoiceCreateSerializer(serializers.Serializer):
         "wav/flac/mp3/ogg, ≤ 10 MB."
     )
     transcript = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-    language = serializers.ChoiceField(choices=["zh", "yue", "en", "ja", "ko"], required=False)
-    gender = serializers.ChoiceField(choices=["female", "male"], required=False)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+    gender = serializers.ChoiceField(choices=VoiceGender.values, required=False)
 
 
 class VoiceRenameSerializer(serializers.Serializer):
@@ -180,7 +182,7 @@ class JobOutSerializer(serializers.ModelSerializer):
         return {"code": job.error_code, "message": job.error}
 
     def get_audio_url(self, job: SynthesisJob) -> str | None:
-        if job.status != "succeeded":
+        if job.status != JobStatus.SUCCEEDED:
             return None
         return reverse("api-job-audio", kwargs={"job_id": job.pk})
 

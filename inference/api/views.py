@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.api_auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from billing.selectors import quota_get
 from billing.services import request_admit
-from console.errors import PermissionDenied
-from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
+from console.errors import PermissionDenied, VoxfleetError
 from inference.api.serializers import (
     JOBS_PAGE_DEFAULT,
     JOBS_PAGE_MAX,
@@ -33,6 +34,7 @@ from inference.api.serializers import (
     VoiceRenameSerializer,
 )
 from inference.audio import MAX_BYTES as AUDIO_MAX_BYTES
+from inference.audio.encode import FORMATS as AUDIO_FORMATS
 from inference.engines.base import PRESET_VOICES_BY_KEY
 from inference.models import JobSource
 from inference.selectors import (
@@ -44,7 +46,7 @@ from inference.selectors import (
     voice_list_for_tenant,
     voice_resolve,
 )
-from inference.services import job_cancel, job_create, voice_create, voice_delete, voice_rename
+from inference.services import job_audio_stream, job_cancel, job_create, voice_create, voice_delete, voice_rename
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description='Invalid request: {"error": {"code", "message"}}'),
@@ -260,14 +262,30 @@ class JobCancelView(TenantAPIView):
         return Response(JobOutSerializer(job_cancel(job=job)).data)
 
 
+class AudioNegotiation(DefaultContentNegotiation):
+    """Here ``?format=`` names the audio format, not a DRF renderer; errors are always JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JobAudioView(TenantAPIView):
+    content_negotiation_class = AudioNegotiation
+
     @extend_schema(
         operation_id="jobs_audio",
-        summary="Download a succeeded job's audio",
-        parameters=[OpenApiParameter("format", str, enum=["wav", "pcm"], required=False)],
+        summary="A job's audio: downloaded once it succeeded, or streamed (chunked) while it runs",
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(AUDIO_FORMATS),
+                required=False,
+                description="wav (default: the stored file) or mp3, opus, aac, flac, pcm at 24 kHz.",
+            )
+        ],
         responses={
-            (200, "audio/wav"): OpenApiTypes.BINARY,
-            (200, "audio/pcm"): OpenApiTypes.BINARY,
+            **{(200, f.content_type): OpenApiTypes.BINARY for f in AUDIO_FORMATS.values()},
             409: OpenApiResponse(description="Not finished"),
             **ERROR_RESPONSES,
         },
@@ -275,7 +293,19 @@ class JobAudioView(TenantAPIView):
     )
     def get(self, request, job_id: int):
         job = job_get_for_tenant(tenant=self.tenant(request), job_id=job_id)
-        fmt = "pcm" if request.query_params.get("format") == "pcm" else "wav"
+        fmt = request.query_params.get("format") or "wav"
+        if fmt not in AUDIO_FORMATS:
+            raise VoxfleetError(
+                f"Unknown format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}.", code="invalid_format", param="format"
+            )
+        if not job.is_finished:
+            stream = job_audio_stream(job=job, response_format=fmt)
+            response = StreamingHttpResponse(stream.chunks, content_type=stream.content_type)
+            response["X-Sample-Rate"] = str(stream.sample_rate)
+            response["X-Job-Id"] = str(job.pk)
+            response["X-Seed"] = str(job.seed)
+            response["Cache-Control"] = "no-cache"
+            return response
         audio = job_audio_read(job=job, response_format=fmt)
         response = HttpResponse(audio.content, content_type=audio.content_type)
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'

@@ -84,3 +84,17 @@ def validate_request_text(text: str, instruction: str | None = None) -> Validate
                 limit=INSTRUCTION_MAX_CHARS,
             )
     return ValidatedText(text=clean, instruction=clean_instruction)
+
+
+# Sentence ends in the languages we speak; a closing quote or bracket stays with its sentence.
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\n])[\"'”’」』）)]*\s*|(?<=\.)[\"'”’)]*\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Normalized text cut after each sentence end (。！？!?; and ". "), pieces non-empty.
+
+    Pronunciation and sound tags (``[h][ào]``, ``[laughter]``) never contain sentence ends,
+    so a cut never splits one.
+    """
+    pieces = [piece.strip() for piece in _SENTENCE_END.split(text)]
+    return [piece for piece in pieces if piece]

@@ -38,9 +38,7 @@ def test_gpu_cost_rules(db):
 
 
 def test_usage_by_day_zero_fills_in_tenant_tz(make_tenant):
-    tenant = make_tenant("pro")
-    tenant.time_zone = "America/New_York"
-    tenant.save()
+    tenant = make_tenant("pro", time_zone="America/New_York")
     now = timezone.now()
     r = reservation_create(tenant=tenant, tokens=42, now=now)
     reservation_settle(reservation_id=r.pk, gpu_seconds=3.0, now=now)

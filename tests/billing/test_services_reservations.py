@@ -8,16 +8,9 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.choices import LedgerBucket, LedgerKind, ReservationStatus
 from billing.errors import InsufficientQuota, InvalidAmount, ReservationNotFound, ReservationNotOpen
-from billing.models import (
-    BillingAccount,
-    LedgerBucket,
-    LedgerEntry,
-    LedgerKind,
-    ReservationStatus,
-    TokenReservation,
-    TopUp,
-)
+from billing.models import BillingAccount, LedgerEntry, TokenReservation, TopUp
 from billing.reconcile import ledger_drift_find
 from billing.selectors import quota_get
 from billing.services import (
@@ -149,9 +142,7 @@ def test_insufficient_quota_is_429_and_writes_nothing(make_tenant):
 
 
 def test_free_window_resets_at_local_midnight(make_tenant):
-    tenant = make_tenant("free")
-    tenant.time_zone = "Asia/Shanghai"
-    tenant.save()
+    tenant = make_tenant("free", time_zone="Asia/Shanghai")
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
     evening = dt.datetime(2026, 3, 10, 23, 30, tzinfo=tz)
     reservation_create(tenant=tenant, tokens=500, now=evening)

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from billing.selectors import api_key_list_for_tenant, tenant_get_by_name
 from billing.services import api_key_create, api_key_revoke, plan_get, tenant_create, user_create
-from fleetagent.models import Node
+from fleetagent.selectors import node_find
 from fleetagent.services import node_create, node_token_rotate
 
 ADMIN = {"username": "admin", "password": "voxfleet-admin", "email": "admin@voxfleet.local"}
@@ -66,7 +66,7 @@ class Command(BaseCommand):
                 }
             )
         node_name = settings.EMBEDDED_NODE_NAME
-        node = Node.objects.filter(name=node_name).first()
+        node = node_find(name=node_name)
         if node is None:
             node, token = node_create(name=node_name)
         else:

@@ -12,15 +12,8 @@ from billing.services import reservation_create, reservation_settle
 from inference.selectors import usage_for_tenant
 
 
-def _tenant_in(make_tenant, time_zone: str):
-    tenant = make_tenant("pro")
-    tenant.time_zone = time_zone
-    tenant.save(update_fields=["time_zone"])
-    return tenant
-
-
 def test_usage_counts_a_day_in_the_tenants_time_zone(make_tenant):
-    tenant = _tenant_in(make_tenant, "Asia/Shanghai")
+    tenant = make_tenant("pro", time_zone="Asia/Shanghai")
     # 20:00 UTC on 10 May is 04:00 on 11 May in Shanghai: a UTC day would put it on the 10th.
     settled_at = dt.datetime(2026, 5, 10, 20, 0, tzinfo=dt.UTC)
     r = reservation_create(tenant=tenant, tokens=42, now=settled_at)
@@ -34,22 +27,11 @@ def test_usage_counts_a_day_in_the_tenants_time_zone(make_tenant):
 
 
 @pytest.fixture
-def finished_job(db, settings, tmp_path):
-    """Run one job on the local node now, as the executor would (the portal tests' run_job)."""
-    from fleetagent.models import Node
-    from fleetagent.services import node_create
-    from inference.models import SynthesisJob
-    from inference.services import job_create, job_execute
-
-    settings.OUTPUTS_DIR = tmp_path / "outputs"
-    node, _ = node_create(name=settings.EMBEDDED_NODE_NAME)
-    Node.objects.filter(pk=node.pk).update(state="online")
+def finished_job(run_job):
+    """Run one job on the local node now, as the executor would; it must have succeeded."""
 
     def run(tenant):
-        job = job_create(tenant=tenant, text="你好，世界", voice="zh-female", seed=7)
-        SynthesisJob.objects.filter(pk=job.pk, status="accepted").update(status="queued", node=node)
-        job_execute(job_id=job.pk, node_name=node.name)
-        job.refresh_from_db()
+        job = run_job(tenant)
         assert job.status == "succeeded", job.error
         return job
 
@@ -60,7 +42,7 @@ def test_usage_endpoint_counts_jobs_on_local_days(make_tenant, finished_job):
     now = timezone.now()
     # A zone whose date differs from UTC's right now (UTC+14 late in the UTC day, UTC-12 early):
     # counted on UTC days, the job would land on the wrong date.
-    tenant = _tenant_in(make_tenant, "Pacific/Kiritimati" if now.hour >= 10 else "Etc/GMT+12")
+    tenant = make_tenant("pro", time_zone="Pacific/Kiritimati" if now.hour >= 10 else "Etc/GMT+12")
     job = finished_job(tenant)
     response = Client().get("/api/v1/usage", {"days": 2}, HTTP_AUTHORIZATION=f"Bearer {tenant.test_api_key}")
     assert response.status_code == 200

@@ -1,4 +1,4 @@
-"""API authentication: ``Authorization: Bearer <api key>`` for clients, the session for the portal.
+"""API authentication (billing owns tenants and API keys): ``Authorization: Bearer <api key>`` for clients, the session for the portal.
 
 Both end in one question every view asks: which tenant is this request for?
 """
@@ -116,7 +116,7 @@ def request_tenant(request) -> Tenant:
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "inference.api.auth.ApiKeyAuthentication"
+    target_class = "billing.api_auth.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
