@@ -204,6 +204,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Billing: close last month's invoices once each tenant's month has ended (idempotent), expire top-ups.
     "billing-close-period": {"task": "billing.close_previous_period", "schedule": 3600.0},
     "billing-expire-topups": {"task": "billing.expire_topups", "schedule": 3600.0},
+    # The staff overview's figures, recomputed into the cache (console.portal.tasks).
+    "portal-staff-economics-warm": {"task": "portal.staff_economics_warm", "schedule": 60.0},
     # Usage-alert webhooks whose retry is due but whose task was lost.
     "billing-webhook-retry-due": {"task": "billing.webhook_retry_due", "schedule": 300.0},
     # Jobs: fail and release jobs past their deadline (inference.tasks).
