@@ -91,7 +91,37 @@ def public_endpoints_only(endpoints):
     return [e for e in endpoints if e[0].startswith(PUBLIC_PREFIXES)]
 
 
+def _request_names_tidy(result: dict) -> dict:
+    """COMPONENT_SPLIT_REQUEST names request components ``<serializer>Request``; a serializer
+    already called ``...Request`` (SpeechRequest) would read ``SpeechRequestRequest``."""
+    schemas = result.get("components", {}).get("schemas", {})
+    renames = {
+        name: name[: -len("Request")]
+        for name in schemas
+        if name.endswith("RequestRequest") and name[: -len("Request")] not in schemas
+    }
+    if not renames:
+        return result
+    refs = {f"#/components/schemas/{old}": f"#/components/schemas/{new}" for old, new in renames.items()}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str) and node["$ref"] in refs:
+                node["$ref"] = refs[node["$ref"]]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(result)
+    for old, new in renames.items():
+        schemas[new] = schemas.pop(old)
+    return result
+
+
 def error_responses(result, generator, request, public):
+    result = _request_names_tidy(result)
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = _VOXFLEET_ERROR
     schemas["OpenAIError"] = _OPENAI_ERROR

@@ -95,7 +95,9 @@ class SynthesisJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["tenant", "-created_at"]),
+            # The job list's own order (newest first, id breaking ties): pages and the dashboard's
+            # recent jobs walk this index instead of sorting all of a tenant's jobs.
+            models.Index(fields=["tenant", "-created_at", "-id"], name="job_tenant_newest"),
             models.Index(fields=["status", "node"]),
         ]
         constraints = [

@@ -187,9 +187,9 @@ def test_delivery_gives_up_after_the_last_attempt(make_tenant, queued, receiver)
     assert delays[:4] == [30, 60, 120, 240] and delays[-1] is None
 
 
-def test_alerts_page_sets_thresholds_and_endpoints_for_owners_only(make_tenant, teammate):
+def test_alerts_page_sets_thresholds_and_endpoints_for_owners_only(make_tenant, make_member):
     tenant = make_tenant("pro")
-    mate = teammate(tenant)
+    mate = make_member(tenant, "alerts-mate")
     c = Client()
     c.force_login(mate)
     assert c.get("/alerts/").status_code == 200
