@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import pytest
@@ -64,7 +63,7 @@ def test_portal_voice_upload_is_capped_too(make_tenant, settings):
     assert r.status_code == 413
 
 
-def test_chunked_asgi_body_is_cut_off_at_the_cap(settings):
+async def test_chunked_asgi_body_is_cut_off_at_the_cap(settings):
     settings.REQUEST_BODY_MAX_BYTES = 10_000
     chunks = [{"type": "http.request", "body": b"x" * 4_000, "more_body": True} for _ in range(100)]
     pulled = {"n": 0}
@@ -87,13 +86,14 @@ def test_chunked_asgi_body_is_cut_off_at_the_cap(settings):
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
     scope = {"type": "http", "headers": [(b"transfer-encoding", b"chunked")]}
-    asyncio.run(body_cap_asgi(app)(scope, receive, send))
+    # Awaited on the test's own loop (asyncio.run fails when an earlier test left a loop running).
+    await body_cap_asgi(app)(scope, receive, send)
     assert sent[0]["status"] == 413
     assert pulled["n"] == 3  # 12,000 bytes read, then it stopped; the other 97 chunks never were
     assert seen_by_app[-1] == "http.disconnect"
 
 
-def test_declared_oversize_asgi_body_is_refused_before_the_app_runs(settings):
+async def test_declared_oversize_asgi_body_is_refused_before_the_app_runs(settings):
     settings.REQUEST_BODY_MAX_BYTES = 10_000
     sent = []
 
@@ -107,5 +107,6 @@ def test_declared_oversize_asgi_body_is_refused_before_the_app_runs(settings):
         raise AssertionError("the app ran")
 
     scope = {"type": "http", "headers": [(b"content-length", b"314572800")]}
-    asyncio.run(body_cap_asgi(app)(scope, receive, send))
+    # Awaited on the test's own loop (asyncio.run fails when an earlier test left a loop running).
+    await body_cap_asgi(app)(scope, receive, send)
     assert sent[0]["status"] == 413 and b"request_too_large" in sent[1]["body"]
