@@ -229,7 +229,7 @@ def test_api_key_monthly_cap_refuses_past_it_and_releases_give_back(make_tenant)
     assert a.pk == b.pk and ApiKey.objects.get(pk=key.pk).cap_month_tokens == 150
 
 
-def test_api_key_cap_and_scopes_over_http(make_tenant):
+def test_api_key_cap_and_scopes_over_http(make_tenant, local_node):
     tenant = make_tenant("pro")
     _, usage_only = api_key_create(tenant=tenant, name="reader", scopes=["usage:read"])
     _, synth_only = api_key_create(tenant=tenant, name="synth", scopes=["synthesize"], monthly_token_cap=3)
