@@ -97,6 +97,9 @@ BILLING_FASTPATH_PREPARE = env_bool("BILLING_FASTPATH_PREPARE", True)
 # Dotted path of the payment provider class (billing.payments.PaymentProvider); the default
 # records charges collected outside Voxfleet (bank transfer, card terminal, contract).
 BILLING_PAYMENT_PROVIDER = env_str("BILLING_PAYMENT_PROVIDER") or "billing.payments.ManualProvider"
+# Usage-alert webhooks to loopback/private addresses (SSRF into the console's network): allowed
+# on the development default (a receiver on this machine), refused in production.
+BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -202,23 +202,42 @@ def _periods(day: dt.date, months: int) -> list[dt.date]:
 
 
 def _period_economics(tenants, periods, rates, revenues_by_period: dict) -> list[Economics]:
+    """Fleet totals per month: the sums of the per-tenant figures (each tenant's GPU cost
+    rounded to cents first, as ``economics_by_tenant`` shows it), in one pass per month."""
     out = []
+    cent = Decimal("0.01")
     for period in periods:
         revenues = revenues_by_period.get(period)
         if revenues is None:
             # Months need no per-node split: a row per tenant and GPU model, not per node.
             revenues = revenues_by_period[period] = _revenues(tenants, period, per_node=False)
-        rows = _tenant_economics(tenants, period, rates, revenues)
+        tokens = jobs = 0
+        seconds = 0.0
+        revenue, cost = Decimal("0.00"), Decimal("0.00")
+        top = None  # the currency shown is the top-earning tenant's, as in economics_by_tenant's order
+        for tenant in tenants:
+            tenant_revenue, tenant_currency, rows = revenues[tenant.pk]
+            revenue += tenant_revenue
+            if top is None or (-tenant_revenue, tenant.name) < top[0]:
+                top = ((-tenant_revenue, tenant.name), tenant_currency)
+            if rows:
+                tenant_cost = Decimal("0")
+                for r in rows:
+                    tokens += int(r["tokens"] or 0)
+                    jobs += int(r["jobs"])
+                    seconds += float(r["gpu_seconds"] or 0)
+                    tenant_cost += gpu_cost(gpu_model=r["gpu_model"], gpu_seconds=r["gpu_seconds"] or 0, rates=rates)
+                cost += tenant_cost.quantize(cent, ROUND_HALF_UP)
         out.append(
             Economics(
                 key=f"{period:%Y-%m}",
                 label=f"{period:%B %Y}",
-                tokens=sum(e.tokens for e in rows),
-                jobs=sum(e.jobs for e in rows),
-                gpu_seconds=sum(e.gpu_seconds for e in rows),
-                revenue=sum((e.revenue for e in rows), Decimal("0.00")),
-                gpu_cost=sum((e.gpu_cost for e in rows), Decimal("0.00")),
-                currency=rows[0].currency if rows else "USD",
+                tokens=tokens,
+                jobs=jobs,
+                gpu_seconds=seconds,
+                revenue=revenue,
+                gpu_cost=cost,
+                currency=top[1] if top else "USD",
             )
         )
     return out

@@ -288,21 +288,36 @@ def invoice_lines_compute_many(
         ):
             topups[topup.tenant_id].append(topup)
     out = {}
+    ranges: dict[str, tuple[dt.datetime, dt.datetime]] = {}
+    # Most tenants' month is their plan's subscription alone: those lines are made once per
+    # plan (time zones do not enter a plain subscription line) and shared, read-only.
+    plain: dict[int, tuple[str, list]] = {}
     for tenant in tenants:
-        start, end = month_range(tz=tenant.tz, period_start=first)
+        if tenant.time_zone not in ranges:
+            ranges[tenant.time_zone] = month_range(tz=tenant.tz, period_start=first)
+        start, end = ranges[tenant.time_zone]
         rows = usage.get(tenant.pk, [])
+        tenant_changes = changes.get(tenant.pk, [])
+        overage = sum(int(r["overage"] or 0) for r in rows)
+        if not (tenant_changes or overage or tenant.pk in topups or tenant.pk in dedicated or tenant.pk in fees):
+            if tenant.plan_id not in plain:
+                plain[tenant.plan_id] = _lines_from_facts(
+                    tenant=tenant, period_start=first, facts=MonthFacts(plan=tenant.plan)
+                )
+            currency, lines = plain[tenant.plan_id]
+            out[tenant.pk] = TenantMonth(currency=currency, lines=lines, usage=rows)
+            continue
         seconds: dict[str, float] = defaultdict(float)
         if per_node:
             for r in rows:
                 seconds[r["node_name"]] += float(r["gpu_seconds"] or 0.0)
         else:
             seconds.update(on_dedicated.get(tenant.pk, {}))
-        tenant_changes = changes.get(tenant.pk, [])
         facts = MonthFacts(
             plan=_plan_replayed(tenant_changes, start, tenant.plan),
             upgrades=[c for c in tenant_changes if c.kind == PlanChangeKind.UPGRADE and start <= c.applied_at < end],
             topups=topups.get(tenant.pk, []),
-            overage_tokens=sum(int(r["overage"] or 0) for r in rows),
+            overage_tokens=overage,
             dedicated_nodes=dedicated.get(tenant.pk, []),
             rental_rate=rates.get(tenant.pk),
             seconds_by_node=dict(seconds),

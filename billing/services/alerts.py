@@ -24,11 +24,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import TYPE_CHECKING
@@ -278,7 +281,29 @@ def _backoff_s(attempts: int) -> int:
     return min(DELIVERY_BACKOFF_MAX_S, DELIVERY_BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
 
 
+def _target_check(url: str) -> None:
+    """Refuse loopback, private, link-local and reserved addresses unless
+    BILLING_WEBHOOK_ALLOW_PRIVATE (development default): a tenant's webhook must not reach the
+    console's own network (SSRF). Checked when an endpoint is added and before each POST."""
+    if settings.BILLING_WEBHOOK_ALLOW_PRIVATE:
+        return
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        raise VoxfleetError(f"The webhook host {host!r} does not resolve.", code="invalid_url", param="url") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise VoxfleetError(
+                f"The webhook host {host!r} is on a private network; use a public address.",
+                code="invalid_url",
+                param="url",
+            )
+
+
 def _post(url: str, body: bytes, headers: dict) -> int:
+    _target_check(url)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:
@@ -310,6 +335,8 @@ def webhook_delivery_attempt(*, delivery_id: int, now: dt.datetime | None = None
         code = _post(delivery.endpoint.url, body, headers)
     except (OSError, ValueError) as exc:  # refused, timed out, DNS, bad URL
         error = f"{type(exc).__name__}: {exc}"[:255]
+    except VoxfleetError as exc:  # the target turned private since it was added
+        error = exc.message[:255]
     attempts = delivery.attempts + 1
     fields = {"attempts": attempts, "last_status_code": code, "last_error": error}
     if code is not None and 200 <= code < 300:
@@ -366,6 +393,7 @@ def webhook_endpoint_create(*, tenant: Tenant, url: str) -> WebhookEndpoint:
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
         raise VoxfleetError("Give an http(s) URL for the webhook.", code="invalid_url", param="url") from None
+    _target_check(url)
     if WebhookEndpoint.objects.filter(tenant_id=tenant.pk).count() >= ENDPOINTS_PER_TENANT_MAX:
         raise VoxfleetError(f"At most {ENDPOINTS_PER_TENANT_MAX} webhook endpoints.", code="too_many_endpoints")
     return WebhookEndpoint.objects.create(tenant=tenant, url=url, secret=f"whsec_{secrets.token_urlsafe(32)}")

@@ -229,7 +229,7 @@ def test_api_key_monthly_cap_refuses_past_it_and_releases_give_back(make_tenant)
     assert a.pk == b.pk and ApiKey.objects.get(pk=key.pk).cap_month_tokens == 150
 
 
-def test_api_key_cap_and_scopes_over_http(make_tenant):
+def test_api_key_cap_and_scopes_over_http(make_tenant, local_node):
     tenant = make_tenant("pro")
     _, usage_only = api_key_create(tenant=tenant, name="reader", scopes=["usage:read"])
     _, synth_only = api_key_create(tenant=tenant, name="synth", scopes=["synthesize"], monthly_token_cap=3)
@@ -258,3 +258,13 @@ def test_openai_speech_needs_the_synthesize_scope(make_tenant):
     )
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "api_key_scope_missing" and r.json()["error"]["type"]
+
+
+def test_webhooks_to_private_addresses_are_refused_in_production_mode(make_tenant, settings):
+    settings.BILLING_WEBHOOK_ALLOW_PRIVATE = False
+    tenant = make_tenant("pro")
+    for url in ("http://127.0.0.1:8000/x", "http://10.0.0.5/hook", "http://169.254.169.254/latest", "http://[::1]/h"):
+        with pytest.raises(VoxfleetError) as info:
+            webhook_endpoint_create(tenant=tenant, url=url)
+        assert info.value.code == "invalid_url"
+    assert not tenant.webhook_endpoints.exists()
