@@ -63,3 +63,63 @@ def api_exception_handler(exc, context):
         body = {"error": {"code": code, "message": str(detail)}}
     response.data = body
     return response
+
+
+# --- faults: the database (or another backing service) is down --------------------------------
+
+# Seconds a client is asked to wait before retrying while a backing service is down.
+RETRY_AFTER_S = 5
+_OPENAI_PREFIX = "/v1/"
+_JSON_PREFIXES = ("/v1/", "/api/", "/healthz")
+
+
+def _wants_json(request) -> bool:
+    path = request.path or ""
+    return path.startswith(_JSON_PREFIXES) or "application/json" in request.headers.get("Accept", "")
+
+
+def fault_response(request, *, status: int, code: str, message: str):
+    """An error in the API's own shape (OpenAI's under /v1, ours elsewhere), never an HTML page."""
+    from django.http import JsonResponse
+
+    if (request.path or "").startswith(_OPENAI_PREFIX):
+        body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    else:
+        body = {"error": {"code": code, "message": message}}
+    response = JsonResponse(body, status=status)
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def server_error(request, *args, **kwargs):
+    """``handler500``: what escaped every view and middleware (e.g. PostgreSQL restarting).
+
+    A database fault is a 503 with ``Retry-After`` (the request can simply be retried); any
+    other crash is a 500 — both as JSON for API clients. Pages for browsers keep Django's
+    error page for crashes, and get a short 503 answer for faults.
+    """
+    import sys
+
+    from django.db import DatabaseError
+    from django.http import HttpResponse
+    from django.views.defaults import server_error as django_server_error
+
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DatabaseError):
+        if _wants_json(request):
+            return fault_response(
+                request,
+                status=503,
+                code="service_unavailable",
+                message="The service is briefly unavailable (its database is not answering); nothing was charged. "
+                "Retry shortly.",
+            )
+        response = HttpResponse(
+            "Voxfleet is briefly unavailable. Please retry in a few seconds.", status=503, content_type="text/plain"
+        )
+        response["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    if _wants_json(request):
+        return fault_response(request, status=500, code="server_error", message="Internal server error.")
+    return django_server_error(request)

@@ -18,3 +18,6 @@ urlpatterns = [
     path("", include("console.ops.urls")),
     path("", include("console.portal.urls")),
 ]
+
+# Faults (the database down) and crashes: JSON in the API's error shape for API clients.
+handler500 = "console.errors.server_error"
