@@ -198,8 +198,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Billing: close last month's invoices once each tenant's month has ended (idempotent), expire top-ups.
     "billing-close-period": {"task": "billing.close_previous_period", "schedule": 3600.0},
     "billing-expire-topups": {"task": "billing.expire_topups", "schedule": 3600.0},
-    # Jobs: fail and release jobs past their deadline (inference.tasks).
-    "inference-expire-overdue": {"task": "inference.jobs_expire_overdue", "schedule": 10.0},
+    # Jobs: requeued jobs to nodes that came back, lost messages republished, jobs past their
+    # deadline failed and released (inference.tasks.recover; every job ends within seconds).
+    "inference-recover": {"task": "inference.jobs_recover", "schedule": 2.0},
 }
 
 REST_FRAMEWORK = {

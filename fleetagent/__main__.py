@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_get()  # load once, before the first job; every worker thread shares it
         runtime: NodeRuntime = CeleryNodeRuntime(app=app, worker_hostname=hostname, node_name=node.name, stats=stats)
     else:
-        runtime = NodeRuntime(node_name=node.name, stats=stats)
+        runtime = NodeRuntime(node_name=node.name, stats=stats, runs_jobs=False)
     client = AgentClient(
         console_url=args.console,
         token=args.token,

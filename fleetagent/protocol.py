@@ -3,10 +3,13 @@
 Version 1. Every frame is a JSON object with ``"type"`` and ``"v"`` (the protocol version).
 
 agent -> console
-  hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}]}
+  hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}],
+           jobs: [job id]}   jobs: what this process still runs; the console requeues the node's
+           other running jobs at once (they died with an earlier process). Optional: without it
+           the heartbeat timeout decides.
   sample  {seq, ts, gpus: [GPU reading], host: {cpu_percent, ram_used_mb, ram_total_mb}, node: NODE stats}
   ack     {command_id, action, ok, detail: {...}, error}
-  bye     {reason}
+  bye     {reason}   a clean stop: the console marks the node offline at once and moves its queued jobs
 console -> agent
   welcome {node, sample_interval_s, protocol}
   command {command_id, action: drain|resume|restart}

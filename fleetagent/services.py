@@ -104,6 +104,28 @@ def node_agent_disconnect(*, node_id: int, channel_name: str) -> None:
     Node.objects.filter(pk=node_id, agent_channel=channel_name).update(agent_channel="")
 
 
+def node_agent_bye(*, node_id: int, channel_name: str, reason: str = "") -> bool:
+    """The agent said ``bye`` (a clean stop): the node is offline now, not after the heartbeat
+    timeout, so nothing more is queued to it; ``node_lost`` moves what it still had. Whether
+    this call took it offline (a bye from a channel that is no longer the node's changes nothing).
+    """
+    with transaction.atomic():
+        updated = (
+            Node.objects.filter(pk=node_id, agent_channel=channel_name)
+            .exclude(state=NodeState.OFFLINE)
+            .update(
+                state=NodeState.OFFLINE,
+                state_reason=f"agent stopped: {reason}"[:255] if reason else "agent stopped",
+                agent_channel="",
+                jobs_running=0,
+            )
+        )
+        if updated:
+            node = Node.objects.get(pk=node_id)
+            transaction.on_commit(lambda: node_lost.send(sender=Node, node_id=node.pk, node_name=node.name))
+    return bool(updated)
+
+
 def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
     """Row tuples in _SAMPLE_COLUMNS order (plain tuples: this runs for every GPU every second)."""
     at = datetime.fromtimestamp(float(sample["ts"]), tz=UTC)

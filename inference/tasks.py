@@ -5,8 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connections
 
-from inference.services import SYNTHESIZE_TASK, job_execute, jobs_expire_overdue
-
+from inference.services import SYNTHESIZE_TASK, job_execute, jobs_expire_overdue, jobs_recover
 
 # A database fault is retried with backoff (1, 2, 4 … s, at most this) until the job's own
 # deadline would have passed anyway (JOB_TIMEOUT_S / this many tries).
@@ -40,3 +39,9 @@ def synthesize(self, job_id: int, node_name: str | None = None) -> None:
 def expire_overdue() -> int:
     """Fail (and release) jobs past their deadline; scheduled by beat."""
     return len(jobs_expire_overdue())
+
+
+@shared_task(name="inference.jobs_recover", ignore_result=True)
+def recover() -> dict:
+    """Requeued jobs to nodes that came back, lost messages republished, overdue jobs failed."""
+    return {name: len(ids) for name, ids in jobs_recover().items()}

@@ -64,8 +64,17 @@ def jobs_requeue(*, node_name: str) -> int:
 class NodeRuntime:
     """Drain/resume/restart for a node whose jobs run in this process."""
 
-    def __init__(self, *, node_name: str, stats: JobStats, drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        stats: JobStats,
+        drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S,
+        runs_jobs: bool = True,
+    ) -> None:
         self.node_name = node_name
+        # Whether the node's jobs run in this process (its hello then names the ones it holds).
+        self.runs_jobs = runs_jobs
         self.stats = stats
         self.draining = False
         self.drain_timeout_s = drain_timeout_s

@@ -38,7 +38,7 @@ from inference.engines import SynthesisRequest, VoiceSpec, engine_get, engine_ve
 from inference.engines.base import PRESET_VOICES_BY_KEY
 from inference.errors import NoNodeAvailable
 from inference.executor import executor_submit
-from inference.listeners import job_listeners_notify
+from inference.listeners import job_hold, job_listeners_notify, job_unhold
 from inference.models import SynthesisJob
 from inference.streaming import JobAudioWriter, pcm16, replace_into
 from inference.text import parse_instruction
@@ -108,26 +108,30 @@ def _job_publish(*, job_id: int, node_name: str, queue_name: str) -> None:
         )
 
 
-def job_dispatch(*, job_id: int) -> None:
-    """Queue an accepted job (one requeued off a dead node) on a node picked now.
+def job_dispatch(*, job_id: int) -> bool:
+    """Queue an accepted job (one requeued off a dead node) on a node picked now; whether it was.
 
-    When no node is online it fails and its tokens are released.
+    When no node can take it, it stays ``accepted`` (its tokens still reserved) and waits:
+    ``jobs_dispatch_waiting`` retries when a node comes back (an agent's hello) and on beat,
+    and the deadline sweep ends it as ``no_node_available`` if none does in time. A one-node
+    fleet whose agent restarts therefore loses nothing.
     """
     job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
     if job is None or job.status != JobStatus.ACCEPTED:
-        return
+        return False
     node = job.node
     if node is None:
         try:
             node = job_node_pick(tenant=job.tenant)
-        except NoNodeAvailable as exc:
-            _job_close(job=job, from_statuses=(JobStatus.ACCEPTED,), status=JobStatus.FAILED, error=exc)
-            return
+        except NoNodeAvailable:
+            logger.info("job %s waits for a node (none can take it now)", job_id)
+            return False
     changed = SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.ACCEPTED).update(
         status=JobStatus.QUEUED, node=node, queued_at=timezone.now()
     )
     if changed == 1:
         _job_publish(job_id=job.pk, node_name=node.name, queue_name=node.queue_name)
+    return changed == 1
 
 
 def _release_quietly(*, reservation_id: int | None, reason: str) -> None:
@@ -188,6 +192,15 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     Returns None when the job was not this node's to run (already taken, cancelled, moved
     to another node): redelivered Celery messages land here and do nothing.
     """
+    # Held from before the claim until it ends: an agent's hello names it (inference.listeners).
+    job_hold(job_id)
+    try:
+        return _job_execute(job_id=job_id, node_name=node_name)
+    finally:
+        job_unhold(job_id)
+
+
+def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     claimed = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, node__name=node_name).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
     )

@@ -13,7 +13,6 @@ import time
 
 import av
 import httpx
-import openai
 import pytest
 
 from billing.metering import count_tokens
