@@ -184,7 +184,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The job broker: BROKER_URL=amqp://… (RabbitMQ: multi-host fleets, one broker user per node
+# that can read only its own durable queue, fleetagent.broker) or, by default, REDIS_URL
+# (single-trust setups: every host shares the broker's password).
+CELERY_BROKER_URL = env_str("BROKER_URL") or REDIS_URL or "memory://"
+BROKER_VHOST = env_str("BROKER_VHOST", "/")
+RABBITMQCTL = env_str("RABBITMQCTL", "rabbitmqctl")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -27,6 +27,8 @@ dashboards use it to show (and the benchmark to measure) agent -> dashboard late
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -108,3 +110,20 @@ def message_decode(text: str | bytes, *, allowed: frozenset[str]) -> dict:
     if kind == ACK and not isinstance(data.get("command_id"), int):
         raise ProtocolError("ack needs an integer command_id")
     return data
+
+
+# --- broker credentials of a node (RabbitMQ) ---------------------------------------------------
+# Each node has its own broker user, ``vfnode-<node name>``, whose password is derived from the
+# node token: the console sets it when it creates or rotates the token (the only times it sees
+# the plaintext), and the host computes the same from the token it was given, so a host needs
+# the console URL, its token and the broker's address, nothing else. Rotating the token
+# rotates the broker password; the old one stops working at once.
+BROKER_USER_PREFIX = "vfnode-"
+
+
+def broker_username(node_name: str) -> str:
+    return f"{BROKER_USER_PREFIX}{node_name}"
+
+
+def broker_password(token: str) -> str:
+    return hmac.new(token.encode(), b"voxfleet-broker-v1", hashlib.sha256).hexdigest()

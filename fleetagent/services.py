@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import Conflict, NotFound, VoxfleetError
+from fleetagent.broker import broker_user_provision
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
 from fleetagent.protocol import GPU_METRIC_FIELDS, NODE_FIELDS
 from fleetagent.signals import NodeWork, node_lost, node_work_query
@@ -31,6 +32,8 @@ def node_create(*, name: str, dedicated_tenant=None, gpu_model: str = "") -> tup
     )
     node.full_clean()
     node.save()
+    # RabbitMQ: the node's own broker user (rolled back with the node if it cannot be made).
+    broker_user_provision(node_name=node.name, token=cred.plaintext)
     return node, cred.plaintext
 
 
@@ -50,7 +53,11 @@ def node_ensure(*, name: str) -> Node:
 
 def node_token_rotate(*, node: Node) -> str:
     cred = credential_generate("vfn")
-    Node.objects.filter(pk=node.pk).update(token_prefix=cred.prefix, token_hash=cred.secret_hash, token_revoked_at=None)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(
+            token_prefix=cred.prefix, token_hash=cred.secret_hash, token_revoked_at=None
+        )
+        broker_user_provision(node_name=node.name, token=cred.plaintext)  # the broker password rotates too
     node.refresh_from_db()
     return cred.plaintext
 

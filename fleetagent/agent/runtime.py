@@ -147,12 +147,28 @@ class CeleryNodeRuntime(NodeRuntime):
     def queue(self) -> str:
         return f"node.{self.node_name}"
 
+    # The worker object of this process, when known (python -m fleetagent sets it): drain and
+    # resume then act on its consumer in process, so the node needs no remote-control rights
+    # on the broker (a RabbitMQ node user may not publish to celery.pidbox, fleetagent.broker).
+    worker = None
+
+    def _in_process(self, method: str, *args) -> bool:
+        consumer = getattr(self.worker, "consumer", None)
+        if consumer is None:
+            return False
+        consumer.call_soon(getattr(consumer, method), *args)  # runs on the consumer's own loop
+        return True
+
     async def _consume_stop(self) -> None:
+        if self._in_process("cancel_task_queue", self.queue):
+            return
         await asyncio.to_thread(
             self.app.control.cancel_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
         )
 
     async def _consume_start(self) -> None:
+        if self._in_process("add_task_queue", self.queue):
+            return
         await asyncio.to_thread(
             self.app.control.add_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
         )
