@@ -477,7 +477,7 @@ def _action_summary(action: str, detail: dict) -> str:
     vram = f"; VRAM {before} MB -> {after} MB" if before is not None else "; no CUDA device (VRAM not measured)"
     return (
         f"restarted in {detail.get('duration_s', '?')} s; {detail.get('jobs_finished', 0)} in-flight job(s) "
-        f"finished, {detail.get('jobs_requeued', 0)} requeued{vram}"
+        f"finished, {detail.get('jobs_failed', 0)} failed, {detail.get('jobs_requeued', 0)} requeued{vram}"
     )
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from inference.engines import engine_clear_and_reload
-from inference.selectors import job_counts_for_node
+from inference.selectors import job_counts_for_node, job_ids_running_on_node, job_outcomes
 from inference.services import job_requeue_from_node
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class NodeRuntime:
             was_draining = self.draining
             await self.drain()
             running_at_start, _ = await self.counts()
+            in_flight = await database_sync_to_async(job_ids_running_on_node)(node_name=self.node_name)
             deadline = started + self.drain_timeout_s
             running = running_at_start
             self.restart_waiting_for = running
@@ -121,13 +122,18 @@ class NodeRuntime:
             requeued = 0
             if running:
                 requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
+            # What really happened to each in-flight job (a failed one did not "finish").
+            outcomes = await database_sync_to_async(job_outcomes)(job_ids=in_flight, node_name=self.node_name)
             reload = await asyncio.to_thread(engine_restart_detail)
             if not was_draining:
                 await self.resume()
+            values = list(outcomes.values())
             return {
                 **reload,
-                "jobs_finished": running_at_start - running,
-                "jobs_requeued": requeued,
+                "jobs_finished": values.count("succeeded"),
+                "jobs_failed": values.count("failed") + values.count("cancelled"),
+                "jobs_requeued": max(requeued, values.count("requeued")),
+                "jobs": {str(job_id): outcome for job_id, outcome in outcomes.items()},
                 "duration_s": round(time.monotonic() - started, 2),
             }
 

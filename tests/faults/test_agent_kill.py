@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -62,12 +63,12 @@ class Fleet:
         )
 
 
-def _fleet(tmp_path, *, redis_url: str | None = None) -> Fleet:
+def _fleet(tmp_path, *, redis_url: str | None = None, database_url: str | None = None) -> Fleet:
     node_name = f"faults-{os.getpid()}-{tmp_path.name[-6:]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     if redis_url:
         env["REDIS_URL"] = redis_url
-    base = os.environ["DATABASE_URL"]
+    base = database_url or os.environ["DATABASE_URL"]
     db = f"{base.rsplit('/', 1)[-1].split('?')[0]}_faults_{os.getpid()}_{abs(hash(tmp_path.name)) % 10_000}"
     env["DATABASE_URL"], drop = _postgres_database(base, db)
     env.update(
@@ -167,6 +168,91 @@ def test_a_redis_restart_that_loses_queued_messages_ends_every_job_within_second
             fleet.server.stop()
         redis.kill()
         redis.wait(10)
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a free port, so restarting it disturbs nobody else."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="vf-faults-pg-")
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self._pg("initdb", "-D", self.data, "-A", "trust", "-U", "postgres")
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    def ctl(self, action: str) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        self._pg("pg_ctl", "-D", self.data, "-o", options, "-m", "fast", "-w", "-l", f"{self.dir}/pg.log", action)
+
+    def remove(self) -> None:
+        try:
+            self.ctl("stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    shutil.which("initdb") is None or shutil.which("runuser") is None, reason="needs initdb and runuser"
+)
+def test_postgresql_restarted_and_stopped_for_10_s_every_request_gets_json_and_every_job_ends(tmp_path):
+    pg = PrivatePostgres()
+    fleet = None
+    try:
+        pg.ctl("start")
+        fleet = _fleet(tmp_path, database_url=pg.url)
+        rows, answers = [], []
+
+        def call() -> None:
+            try:
+                response = httpx.post(
+                    f"{fleet.url}/api/v1/jobs", headers=fleet.auth, json={"input": "你好。", "voice": "zh-female"},
+                    timeout=30,
+                )  # fmt: skip
+            except httpx.HTTPError as exc:
+                answers.append(("transport", str(exc)))
+                return
+            kind = response.headers.get("content-type", "")
+            answers.append((response.status_code, kind, response.json().get("id") if "json" in kind else None))
+
+        for fault in ("restart", "stop 10 s"):
+            before = fleet.submit()
+            faulted_at = time.monotonic()
+            if fault == "restart":
+                pg.ctl("restart")  # terminates every pooled connection ("administrator command")
+            else:
+                pg.ctl("stop")
+                stop_until = time.monotonic() + 10
+                while time.monotonic() < stop_until:
+                    call()
+                    time.sleep(0.5)
+                pg.ctl("start")
+            after = _try(fleet.submit) or fleet.server.wait_ready(
+                lambda: _try(fleet.submit), what="a job accepted after the fault", timeout_s=30, interval_s=0.5
+            )
+            for job_id in (before, after):
+                state = fleet.wait_end(job_id)
+                rows.append((f"PostgreSQL {fault}: job {job_id}", state["status"], time.monotonic() - faulted_at))
+        _table(rows)
+        statuses = {}
+        for answer in answers:
+            statuses[answer[:2]] = statuses.get(answer[:2], 0) + 1
+        print("requests during the stop:", statuses)
+        for scenario, status, took in rows:
+            assert status == "succeeded", scenario
+            assert took < END_WITHIN_S + 10, f"{scenario}: {took:.1f} s"
+        assert answers, "no request was made during the stop"
+        for answer in answers:
+            assert answer[0] != "transport" and "application/json" in answer[1], answer  # never HTML
+            assert answer[0] in (200, 201, 202, 503), answer
+    finally:
+        if fleet is not None:
+            fleet.server.stop()
+        pg.remove()
 
 
 def _try(fn):

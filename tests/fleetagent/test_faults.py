@@ -239,3 +239,24 @@ async def test_bye_marks_the_node_offline_at_once_and_moves_its_queued_jobs(make
     # Offline now, not after NODE_OFFLINE_AFTER_S; its queued job moved to the node still up.
     assert state == NodeState.OFFLINE and "agent stopped" in node.state_reason
     assert status == JobStatus.QUEUED and node_id == other.pk
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_restart_ack_says_a_failed_in_flight_job_failed_not_finished(make_tenant):
+    import asyncio
+
+    from fleetagent.agent.runtime import NodeRuntime
+    from fleetagent.agent.stats import JobStats
+    from inference.services import job_fail
+
+    pro = await database_sync_to_async(make_tenant)("pro")
+    await database_sync_to_async(_node)("t-fault-a")
+    job = await database_sync_to_async(lambda: _claim(_job(pro)))()
+    runtime = NodeRuntime(node_name="t-fault-a", stats=JobStats(), drain_timeout_s=30)
+    restart = asyncio.create_task(runtime.restart())
+    while runtime.restart_waiting_for is None:
+        await asyncio.sleep(0.02)
+    await database_sync_to_async(job_fail)(job=job, code="engine_error", message="the engine crashed")
+    detail = await restart
+    assert detail["jobs_finished"] == 0 and detail["jobs_failed"] == 1 and detail["jobs_requeued"] == 0
+    assert detail["jobs"] == {str(job.pk): "failed"}
