@@ -248,9 +248,9 @@ def node_work_for_nodes(*, node_ids: list[int], now: dt.datetime) -> dict[int, N
 
 def job_ids_running_on_node(*, node_name: str) -> list[int]:
     return list(
-        SynthesisJob.objects.filter(node__name=node_name, status=JobStatus.RUNNING).order_by("pk").values_list(
-            "pk", flat=True
-        )
+        SynthesisJob.objects.filter(node__name=node_name, status=JobStatus.RUNNING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
 
 
