@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from celery import current_app
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -186,6 +186,36 @@ def _voice_spec_for_job(job: SynthesisJob) -> VoiceSpec:
     return spec
 
 
+# A database fault while a job runs (PostgreSQL restarting) is waited out this long, retrying,
+# before the job is left to recovery: the audio already made is not thrown away for a blip.
+DB_RETRY_FOR_S = 30.0
+
+
+def _db_retry(fn):
+    """``fn()``, retried on a database fault with a fresh connection until DB_RETRY_FOR_S passed."""
+    give_up = time.monotonic() + DB_RETRY_FOR_S
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):
+            connections["default"].close()  # a broken pooled connection goes; the next try gets a fresh one
+            if time.monotonic() + delay > give_up:
+                raise
+            logger.warning("database fault while closing a job; retrying in %.2f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _still_mine(*, job_id: int, mine: dict) -> bool:
+    """Between sentences: is the job still this attempt's? A database fault is not a no."""
+    try:
+        return SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists()
+    except (OperationalError, InterfaceError):
+        connections["default"].close()
+        return True
+
+
 def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     """Run one job on ``node_name`` (called by the node's worker or the embedded executor).
 
@@ -239,7 +269,7 @@ def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             audio_seconds += piece.duration_s
             # Between sentences: a job cancelled meanwhile (a streaming client that hung up)
             # or moved off this node stops here instead of running to the end.
-            if not SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists():
+            if not _still_mine(job_id=job_id, mine=mine):
                 pieces.close()
                 writer.discard()
                 logger.info("job %s was closed elsewhere while %s ran it; stopped", job_id, node_name)
@@ -259,7 +289,11 @@ def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             exc if isinstance(exc, VoxfleetError) else VoxfleetError(f"Synthesis failed: {exc}", code="engine_error")
         )
         logger.warning("job %s failed on %s: %s", job_id, node_name, error.message)
-        _job_close(job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine)
+        _db_retry(
+            lambda: _job_close(
+                job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine
+            )
+        )
         job_listeners_notify(
             job_id=job_id, outcome=JobStatus.FAILED, duration_s=time.perf_counter() - started, rtf=None
         )
@@ -277,15 +311,21 @@ def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         "engine_version": engine_version_label(engine)[:64],
         "output_path": str(path),
     }
-    with transaction.atomic():
-        finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
-        if finished == 1:
-            reservation_settle(
-                reservation_id=job.reservation_id,
-                gpu_seconds=engine_seconds,
-                node_name=node_name,
-                gpu_model=node.gpu_model if node else "",
-            )
+
+    def settle() -> int:
+        with transaction.atomic():
+            finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
+            if finished == 1:
+                reservation_settle(
+                    reservation_id=job.reservation_id,
+                    gpu_seconds=engine_seconds,
+                    node_name=node_name,
+                    gpu_model=node.gpu_model if node else "",
+                )
+        return finished
+
+    # One transaction: retried whole while the database restarts, so the audio is not thrown away.
+    finished = _db_retry(settle)
     if finished != 1:
         # Cancelled or moved off this node while the engine ran: the customer pays nothing
         # for this take. The file stays only if another attempt already owns it.
