@@ -202,7 +202,7 @@ def _db_retry(fn):
             connections["default"].close()  # a broken pooled connection goes; the next try gets a fresh one
             if time.monotonic() + delay > give_up:
                 raise
-            logger.warning("database fault while closing a job; retrying in %.2f s", delay)
+            logger.warning("database fault while handling a job; retrying in %.2f s", delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -231,13 +231,27 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
 
 
 def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
-    claimed = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, node__name=node_name).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    if claimed != 1:
+    # The claim's own timestamp tells a retried claim whether an earlier try committed before
+    # its connection died (PostgreSQL restarting): then the job is this attempt's, not gone.
+    claim_at = timezone.now()
+
+    def claim() -> int:
+        claimed = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, node__name=node_name).update(
+            status=JobStatus.RUNNING, started_at=claim_at, attempts=F("attempts") + 1
+        )
+        if (
+            claimed == 0
+            and SynthesisJob.objects.filter(
+                pk=job_id, status=JobStatus.RUNNING, node__name=node_name, started_at=claim_at
+            ).exists()
+        ):
+            return 1
+        return claimed
+
+    if _db_retry(claim) != 1:
         logger.info("job %s is not queued for node %s; skipping", job_id, node_name)
         return None
-    job = SynthesisJob.objects.select_related("tenant__plan", "voice", "node").get(pk=job_id)
+    job = _db_retry(lambda: SynthesisJob.objects.select_related("tenant__plan", "voice", "node").get(pk=job_id))
     mine = {"attempts": job.attempts, "node__name": node_name}
     started = time.perf_counter()
     engine_seconds = 0.0

@@ -84,3 +84,36 @@ def test_a_database_fault_between_sentences_is_not_a_closed_job(monkeypatch):
 
     monkeypatch.setattr(dispatch.SynthesisJob, "objects", Broken())
     assert dispatch._still_mine(job_id=1, mine={}) is True
+
+
+@pytest.mark.django_db
+def test_a_claim_whose_connection_died_after_commit_is_still_this_attempt_s(
+    make_tenant, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from billing.services import limits
+    from fleetagent.models import Node, NodeState
+    from fleetagent.services import node_create
+    from inference.models import JobStatus
+    from inference.services import dispatch, job_create, job_execute
+
+    settings.EMBEDDED = False
+    settings.OUTPUTS_DIR = tmp_path / "outputs"
+    limits.limits_reset_for_tests()
+    node, _ = node_create(name="t-blip-b")
+    Node.objects.filter(pk=node.pk).update(state=NodeState.ONLINE)
+    with django_capture_on_commit_callbacks():
+        job = job_create(tenant=make_tenant("pro"), text="你好，欢迎使用语音合成。", voice="zh-female")
+    real_update = dispatch.SynthesisJob.objects.filter(pk=job.pk).update.__func__
+    calls = {"n": 0}
+
+    def update_then_lose_connection(self, **fields):
+        changed = real_update(self, **fields)
+        calls["n"] += 1
+        if calls["n"] == 1 and fields.get("status") == JobStatus.RUNNING:
+            raise OperationalError("terminating connection due to administrator command")  # after it committed
+        return changed
+
+    monkeypatch.setattr(type(dispatch.SynthesisJob.objects.filter(pk=job.pk)), "update", update_then_lose_connection)
+    job_execute(job_id=job.pk, node_name="t-blip-b")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
