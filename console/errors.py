@@ -102,24 +102,30 @@ def server_error(request, *args, **kwargs):
     import sys
 
     from django.db import DatabaseError
-    from django.http import HttpResponse
     from django.views.defaults import server_error as django_server_error
 
     exc = sys.exc_info()[1]
     if isinstance(exc, DatabaseError):
-        if _wants_json(request):
-            return fault_response(
-                request,
-                status=503,
-                code="service_unavailable",
-                message="The service is briefly unavailable (its database is not answering); nothing was charged. "
-                "Retry shortly.",
-            )
-        response = HttpResponse(
-            "Voxfleet is briefly unavailable. Please retry in a few seconds.", status=503, content_type="text/plain"
-        )
-        response["Retry-After"] = str(RETRY_AFTER_S)
-        return response
+        return database_fault_response(request)
     if _wants_json(request):
         return fault_response(request, status=500, code="server_error", message="Internal server error.")
     return django_server_error(request)
+
+
+def database_fault_response(request):
+    """503 + Retry-After: JSON for API clients, a short plain-text answer for pages."""
+    from django.http import HttpResponse
+
+    if _wants_json(request):
+        return fault_response(
+            request,
+            status=503,
+            code="service_unavailable",
+            message="The service is briefly unavailable (its database is not answering); nothing was charged. "
+            "Retry shortly.",
+        )
+    response = HttpResponse(
+        "Voxfleet is briefly unavailable. Please retry in a few seconds.", status=503, content_type="text/plain"
+    )
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response

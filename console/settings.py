@@ -121,6 +121,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost: a database fault raised by a view is a JSON 503 (console.faults).
+    "console.faults.DatabaseFaultMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"

@@ -47,3 +47,16 @@ def test_a_crash_in_an_api_view_is_json_500(monkeypatch):
     monkeypatch.setattr("billing.api_auth.ApiKeyAuthentication.authenticate", crash)
     response = Client(raise_request_exception=False).get("/api/v1/jobs", HTTP_AUTHORIZATION="Bearer vfk_x_y")
     assert response.status_code == 500 and response.json()["error"]["code"] == "server_error"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_debug_on_and_under_asgi_a_database_fault_is_a_json_503_too(database_down, settings):
+    # With DEBUG (every development setup) Django renders its HTML debug page instead of
+    # calling handler500: the fault middleware answers first.
+    from django.test import AsyncClient
+
+    settings.DEBUG = True
+    client = AsyncClient(raise_request_exception=False)
+    response = await client.get("/api/v1/jobs", headers={"Authorization": "Bearer vfk_x_y"})
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "service_unavailable"
