@@ -49,7 +49,7 @@ def test_a_crash_in_an_api_view_is_json_500(monkeypatch):
     assert response.status_code == 500 and response.json()["error"]["code"] == "server_error"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_with_debug_on_and_under_asgi_a_database_fault_is_a_json_503_too(database_down, settings):
     # With DEBUG (every development setup) Django renders its HTML debug page instead of
     # calling handler500: the fault middleware answers first.
