@@ -199,7 +199,7 @@ def _db_retry(fn):
         try:
             return fn()
         except (OperationalError, InterfaceError):
-            connections["default"].close()  # a broken pooled connection goes; the next try gets a fresh one
+            _connection_drop()  # a broken pooled connection goes; the next try gets a fresh one
             if time.monotonic() + delay > give_up:
                 raise
             logger.warning("database fault while handling a job; retrying in %.2f s", delay)
@@ -212,8 +212,14 @@ def _still_mine(*, job_id: int, mine: dict) -> bool:
     try:
         return SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists()
     except (OperationalError, InterfaceError):
-        connections["default"].close()
+        _connection_drop()
         return True
+
+
+def _connection_drop() -> None:
+    connection = connections["default"]
+    if not connection.in_atomic_block:  # inside a caller's transaction the caller decides
+        connection.close()
 
 
 def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
