@@ -128,6 +128,15 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    """What escaped every view and middleware: a database fault (e.g. PostgreSQL restarting) is a
+    503 with Retry-After (the request can simply be retried); any other crash a 500 — JSON
+    under the APIs, Django's page elsewhere."""
+    import sys
+
+    from django.db import DatabaseError
+
+    if isinstance(sys.exc_info()[1], DatabaseError):
+        return database_fault_response(request)
     return _api_error_response(
         request, status=500, code="server_error", message="Something went wrong on our side; it has been logged."
     ) or django_defaults.server_error(request)
@@ -138,3 +147,49 @@ def csrf_failure(request, reason=""):
     return _api_error_response(
         request, status=403, code="csrf_failed", message=f"CSRF check failed: {reason}"
     ) or django_csrf.csrf_failure(request, reason=reason)
+
+
+# --- faults: the database (or another backing service) is down --------------------------------
+
+# Seconds a client is asked to wait before retrying while a backing service is down.
+RETRY_AFTER_S = 5
+_OPENAI_PREFIX = "/v1/"
+_JSON_PREFIXES = ("/v1/", "/api/", "/healthz")
+
+
+def _wants_json(request) -> bool:
+    path = request.path or ""
+    return path.startswith(_JSON_PREFIXES) or "application/json" in request.headers.get("Accept", "")
+
+
+def fault_response(request, *, status: int, code: str, message: str):
+    """An error in the API's own shape (OpenAI's under /v1, ours elsewhere), never an HTML page."""
+    from django.http import JsonResponse
+
+    if (request.path or "").startswith(_OPENAI_PREFIX):
+        body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    else:
+        body = {"error": {"code": code, "message": message}}
+    response = JsonResponse(body, status=status)
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def database_fault_response(request):
+    """503 + Retry-After: JSON for API clients, a short plain-text answer for pages."""
+    from django.http import HttpResponse
+
+    if _wants_json(request):
+        return fault_response(
+            request,
+            status=503,
+            code="service_unavailable",
+            message="The service is briefly unavailable (its database is not answering); nothing was charged. "
+            "Retry shortly.",
+        )
+    response = HttpResponse(
+        "Voxfleet is briefly unavailable. Please retry in a few seconds.", status=503, content_type="text/plain"
+    )
+    response["Retry-After"] = str(RETRY_AFTER_S)
+    return response

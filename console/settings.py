@@ -130,6 +130,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost: a database fault raised by a view is a JSON 503 (console.faults).
+    "console.faults.DatabaseFaultMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -193,7 +195,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The job broker: BROKER_URL=amqp://… (RabbitMQ: multi-host fleets, one broker user per node
+# that can read only its own durable queue, fleetagent.broker) or, by default, REDIS_URL
+# (single-trust setups: every host shares the broker's password).
+CELERY_BROKER_URL = env_str("BROKER_URL") or REDIS_URL or "memory://"
+BROKER_VHOST = env_str("BROKER_VHOST", "/")
+RABBITMQCTL = env_str("RABBITMQCTL", "rabbitmqctl")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -211,8 +218,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "portal-staff-economics-warm": {"task": "portal.staff_economics_warm", "schedule": 60.0},
     # Usage-alert webhooks whose retry is due but whose task was lost.
     "billing-webhook-retry-due": {"task": "billing.webhook_retry_due", "schedule": 300.0},
-    # Jobs: fail and release jobs past their deadline (inference.tasks).
-    "inference-expire-overdue": {"task": "inference.jobs_expire_overdue", "schedule": 10.0},
+    # Jobs: requeued jobs to nodes that came back, lost messages republished, jobs past their
+    # deadline failed and released (inference.tasks.recover; every job ends within seconds).
+    "inference-recover": {"task": "inference.jobs_recover", "schedule": 2.0},
 }
 
 REST_FRAMEWORK = {

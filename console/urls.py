@@ -26,3 +26,5 @@ urlpatterns = [
     path("", include("console.ops.urls")),
     path("", include("console.portal.urls")),
 ]
+
+# Faults (the database down) and crashes: JSON in the API's error shape for API clients.

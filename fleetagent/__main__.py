@@ -23,7 +23,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", action="store_true", help="do not use NVML even if present")
     parser.add_argument("--no-worker", action="store_true", help="metrics and ops only, no Celery worker")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("VOXFLEET_BROKER", ""),
+        help="RabbitMQ address without credentials, e.g. amqp://rabbit:5672/ (the node's own broker "
+        "user and its password, derived from the token, are filled in); default: the console's BROKER_URL",
+    )
     return parser.parse_args(argv)
+
+
+def node_broker_url(address: str, *, node_name: str, token: str) -> str:
+    """``amqp://host:port/vhost`` + the node's own broker user (fleetagent.protocol)."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    from fleetagent.protocol import broker_password, broker_username
+
+    parts = urlsplit(address)
+    netloc = parts.hostname or "localhost"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    creds = f"{quote(broker_username(node_name), safe='')}:{quote(broker_password(token), safe='')}"
+    return urlunsplit((parts.scheme, f"{creds}@{netloc}", parts.path, parts.query, ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if run_worker:
         from console.celery import app
 
+        if args.broker:
+            app.conf.broker_url = node_broker_url(args.broker, node_name=node.name, token=args.token)
+            # The node user may not use celery.pidbox: drain/resume act on the worker in process.
+            app.conf.worker_enable_remote_control = False
         engine_get()  # load once, before the first job; every worker thread shares it
         runtime: NodeRuntime = CeleryNodeRuntime(app=app, worker_hostname=hostname, node_name=node.name, stats=stats)
     else:
-        runtime = NodeRuntime(node_name=node.name, stats=stats)
+        runtime = NodeRuntime(node_name=node.name, stats=stats, runs_jobs=False)
     client = AgentClient(
         console_url=args.console,
         token=args.token,
@@ -98,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 without_gossip=True,
                 without_mingle=True,
             )
+            runtime.worker = worker
             worker.start()  # blocks until SIGTERM/SIGINT (warm shutdown: running jobs finish)
         else:
             agent_thread.join()

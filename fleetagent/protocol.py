@@ -3,10 +3,13 @@
 Version 1. Every frame is a JSON object with ``"type"`` and ``"v"`` (the protocol version).
 
 agent -> console
-  hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}]}
+  hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}],
+           jobs: [job id]}   jobs: what this process still runs; the console requeues the node's
+           other running jobs at once (they died with an earlier process). Optional: without it
+           the heartbeat timeout decides.
   sample  {seq, ts, gpus: [GPU reading], host: {cpu_percent, ram_used_mb, ram_total_mb}, node: NODE stats}
   ack     {command_id, action, ok, detail: {...}, error}
-  bye     {reason}
+  bye     {reason}   a clean stop: the console marks the node offline at once and moves its queued jobs
 console -> agent
   welcome {node, sample_interval_s, protocol}
   command {command_id, action: drain|resume|restart}
@@ -24,6 +27,8 @@ dashboards use it to show (and the benchmark to measure) agent -> dashboard late
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -105,3 +110,20 @@ def message_decode(text: str | bytes, *, allowed: frozenset[str]) -> dict:
     if kind == ACK and not isinstance(data.get("command_id"), int):
         raise ProtocolError("ack needs an integer command_id")
     return data
+
+
+# --- broker credentials of a node (RabbitMQ) ---------------------------------------------------
+# Each node has its own broker user, ``vfnode-<node name>``, whose password is derived from the
+# node token: the console sets it when it creates or rotates the token (the only times it sees
+# the plaintext), and the host computes the same from the token it was given, so a host needs
+# the console URL, its token and the broker's address, nothing else. Rotating the token
+# rotates the broker password; the old one stops working at once.
+BROKER_USER_PREFIX = "vfnode-"
+
+
+def broker_username(node_name: str) -> str:
+    return f"{BROKER_USER_PREFIX}{node_name}"
+
+
+def broker_password(token: str) -> str:
+    return hmac.new(token.encode(), b"voxfleet-broker-v1", hashlib.sha256).hexdigest()

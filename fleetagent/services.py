@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from console.credentials import credential_generate, credential_matches, credential_prefix
 from console.errors import Conflict, NotFound, VoxfleetError
+from fleetagent.broker import broker_user_provision
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
 from fleetagent.protocol import GPU_METRIC_FIELDS, NODE_FIELDS
 from fleetagent.signals import NodeWork, node_lost, node_work_query
@@ -31,6 +32,8 @@ def node_create(*, name: str, dedicated_tenant=None, gpu_model: str = "") -> tup
     )
     node.full_clean()
     node.save()
+    # RabbitMQ: the node's own broker user (rolled back with the node if it cannot be made).
+    broker_user_provision(node_name=node.name, token=cred.plaintext)
     return node, cred.plaintext
 
 
@@ -50,7 +53,11 @@ def node_ensure(*, name: str) -> Node:
 
 def node_token_rotate(*, node: Node) -> str:
     cred = credential_generate("vfn")
-    Node.objects.filter(pk=node.pk).update(token_prefix=cred.prefix, token_hash=cred.secret_hash, token_revoked_at=None)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).update(
+            token_prefix=cred.prefix, token_hash=cred.secret_hash, token_revoked_at=None
+        )
+        broker_user_provision(node_name=node.name, token=cred.plaintext)  # the broker password rotates too
     node.refresh_from_db()
     return cred.plaintext
 
@@ -102,6 +109,28 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
 def node_agent_disconnect(*, node_id: int, channel_name: str) -> None:
     """The agent's socket closed; the heartbeat timeout (not this) decides when it is offline."""
     Node.objects.filter(pk=node_id, agent_channel=channel_name).update(agent_channel="")
+
+
+def node_agent_bye(*, node_id: int, channel_name: str, reason: str = "") -> bool:
+    """The agent said ``bye`` (a clean stop): the node is offline now, not after the heartbeat
+    timeout, so nothing more is queued to it; ``node_lost`` moves what it still had. Whether
+    this call took it offline (a bye from a channel that is no longer the node's changes nothing).
+    """
+    with transaction.atomic():
+        updated = (
+            Node.objects.filter(pk=node_id, agent_channel=channel_name)
+            .exclude(state=NodeState.OFFLINE)
+            .update(
+                state=NodeState.OFFLINE,
+                state_reason=f"agent stopped: {reason}"[:255] if reason else "agent stopped",
+                agent_channel="",
+                jobs_running=0,
+            )
+        )
+        if updated:
+            node = Node.objects.get(pk=node_id)
+            transaction.on_commit(lambda: node_lost.send(sender=Node, node_id=node.pk, node_name=node.name))
+    return bool(updated)
 
 
 def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
@@ -448,7 +477,7 @@ def _action_summary(action: str, detail: dict) -> str:
     vram = f"; VRAM {before} MB -> {after} MB" if before is not None else "; no CUDA device (VRAM not measured)"
     return (
         f"restarted in {detail.get('duration_s', '?')} s; {detail.get('jobs_finished', 0)} in-flight job(s) "
-        f"finished, {detail.get('jobs_requeued', 0)} requeued{vram}"
+        f"finished, {detail.get('jobs_failed', 0)} failed, {detail.get('jobs_requeued', 0)} requeued{vram}"
     )
 
 

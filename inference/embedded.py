@@ -18,11 +18,11 @@ from inference.choices import JobStatus
 from inference.engines import engine_get
 from inference.executor import executor_start, executor_stop, executor_submit
 from inference.models import SynthesisJob
-from inference.services import job_execute_local, job_requeue_from_node, jobs_expire_overdue
+from inference.services import job_execute_local, job_requeue_from_node, jobs_recover
 
 logger = logging.getLogger(__name__)
 
-EXPIRE_INTERVAL_S = 10.0
+EXPIRE_INTERVAL_S = 2.0
 
 
 def _recover() -> list[int]:
@@ -80,13 +80,13 @@ async def start():
 
 def _expire_once() -> None:
     try:
-        jobs_expire_overdue()
+        jobs_recover()
     finally:
         connections.close_all()
 
 
 async def _expire_loop() -> None:
-    """What beat's "inference-expire-overdue" does in a full deployment."""
+    """What beat's "inference-recover" does in a full deployment."""
     while True:
         await asyncio.sleep(EXPIRE_INTERVAL_S)
         try:

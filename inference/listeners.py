@@ -10,6 +10,7 @@ elsewhere).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -35,3 +36,26 @@ def job_listeners_notify(*, job_id: int, outcome: str, duration_s: float, rtf: f
             callback(job_id, outcome, duration_s, rtf)
         except Exception:  # noqa: BLE001
             logger.exception("job listener %r failed", callback)
+
+
+# --- jobs this process holds ------------------------------------------------------------------
+# The ids of jobs this process is executing (added before the claim, removed when it ends).
+# The agent says them in its hello, so the console requeues at once the node's running jobs
+# that died with an earlier process (a SIGKILLed agent restarting) instead of at their deadline.
+_held: set[int] = set()
+_held_lock = threading.Lock()
+
+
+def job_hold(job_id: int) -> None:
+    with _held_lock:
+        _held.add(job_id)
+
+
+def job_unhold(job_id: int) -> None:
+    with _held_lock:
+        _held.discard(job_id)
+
+
+def jobs_held() -> list[int]:
+    with _held_lock:
+        return sorted(_held)

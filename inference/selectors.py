@@ -244,3 +244,23 @@ def node_work_for_nodes(*, node_ids: list[int], now: dt.datetime) -> dict[int, N
         node_id: NodeWork(running_overdue=int(overdue.get(node_id, 0)), oldest_queued_at=oldest.get(node_id))
         for node_id in set(overdue) | set(oldest)
     }
+
+
+def job_ids_running_on_node(*, node_name: str) -> list[int]:
+    return list(
+        SynthesisJob.objects.filter(node__name=node_name, status=JobStatus.RUNNING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def job_outcomes(*, job_ids: list[int], node_name: str) -> dict[int, str]:
+    """What became of these jobs, for a restart's ack: their status, or ``requeued`` when one
+    moved off ``node_name`` (or back to waiting) and is open elsewhere."""
+    outcomes = {}
+    for pk, status, node in SynthesisJob.objects.filter(pk__in=job_ids).values_list("pk", "status", "node__name"):
+        open_elsewhere = status in (JobStatus.ACCEPTED, JobStatus.QUEUED) or (
+            status == JobStatus.RUNNING and node != node_name
+        )
+        outcomes[pk] = "requeued" if open_elsewhere else status
+    return outcomes

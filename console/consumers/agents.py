@@ -19,10 +19,12 @@ from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
 from fleetagent.selectors import node_get
 from fleetagent.services import (
     node_action_acknowledge,
+    node_agent_bye,
     node_agent_connect,
     node_agent_disconnect,
     node_authenticate,
 )
+from inference.services import job_requeue_unheld, jobs_dispatch_waiting
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,15 @@ def bearer_token(scope) -> str:
             if scheme.lower() == "bearer":
                 return token.strip()
     return ""
+
+
+def _hello_recover(*, node_name: str, held) -> None:
+    """After a hello: running jobs the agent no longer holds are requeued now (an agent that
+    sends no ``jobs`` list, an older one, is left to the heartbeat), and jobs waiting for a
+    node are dispatched (this one may be the node they wait for)."""
+    if isinstance(held, list):
+        job_requeue_unheld(node_name=node_name, held=[int(j) for j in held if isinstance(j, int)])
+    jobs_dispatch_waiting()
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -76,6 +87,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         )
         self.registered = True
         hub.node_state_changed(self.node.pk)
+        await database_sync_to_async(_hello_recover)(node_name=self.node.name, held=message.get("jobs"))
         await self.send(
             protocol.message_encode(
                 protocol.WELCOME, node=self.node.name, sample_interval_s=1.0, protocol=protocol.PROTOCOL_VERSION
@@ -103,6 +115,11 @@ class AgentConsumer(AsyncWebsocketConsumer):
         hub.node_state_changed(self.node.pk)
 
     async def on_bye(self, message: dict) -> None:
+        if self.registered:
+            await database_sync_to_async(node_agent_bye)(
+                node_id=self.node.pk, channel_name=self.channel_name, reason=str(message.get("reason") or "")
+            )
+            hub.node_state_changed(self.node.pk)
         await self.close()
 
     # Channel-layer messages (from fleetagent.services.node_action_request).

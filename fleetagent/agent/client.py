@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fleetagent import protocol
 from fleetagent.agent.collect import CpuCollector, NvmlCollector, host_read
+from inference.listeners import jobs_held
 
 if TYPE_CHECKING:
     from fleetagent.agent.runtime import NodeRuntime
@@ -130,6 +131,8 @@ class AgentClient:
             gpu_model=self.collector.gpu_model,
             gpus=[gpu.as_dict() for gpu in self.collector.gpus],
             draining=self.runtime.draining,
+            # Only a process that runs the node's jobs knows which it holds (not --no-worker).
+            **({"jobs": jobs_held()} if self.runtime.runs_jobs else {}),
         )
 
     def _ws_connect(self):

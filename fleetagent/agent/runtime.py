@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 
 from inference.engines import engine_clear_and_reload
-from inference.selectors import job_counts_for_node
+from inference.selectors import job_counts_for_node, job_ids_running_on_node, job_outcomes
 from inference.services import job_requeue_from_node
 
 if TYPE_CHECKING:
@@ -64,8 +64,17 @@ def jobs_requeue(*, node_name: str) -> int:
 class NodeRuntime:
     """Drain/resume/restart for a node whose jobs run in this process."""
 
-    def __init__(self, *, node_name: str, stats: JobStats, drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        stats: JobStats,
+        drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S,
+        runs_jobs: bool = True,
+    ) -> None:
         self.node_name = node_name
+        # Whether the node's jobs run in this process (its hello then names the ones it holds).
+        self.runs_jobs = runs_jobs
         self.stats = stats
         self.draining = False
         self.drain_timeout_s = drain_timeout_s
@@ -101,6 +110,7 @@ class NodeRuntime:
             was_draining = self.draining
             await self.drain()
             running_at_start, _ = await self.counts()
+            in_flight = await database_sync_to_async(job_ids_running_on_node)(node_name=self.node_name)
             deadline = started + self.drain_timeout_s
             running = running_at_start
             self.restart_waiting_for = running
@@ -112,13 +122,18 @@ class NodeRuntime:
             requeued = 0
             if running:
                 requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
+            # What really happened to each in-flight job (a failed one did not "finish").
+            outcomes = await database_sync_to_async(job_outcomes)(job_ids=in_flight, node_name=self.node_name)
             reload = await asyncio.to_thread(engine_restart_detail)
             if not was_draining:
                 await self.resume()
+            values = list(outcomes.values())
             return {
                 **reload,
-                "jobs_finished": running_at_start - running,
-                "jobs_requeued": requeued,
+                "jobs_finished": values.count("succeeded"),
+                "jobs_failed": values.count("failed") + values.count("cancelled"),
+                "jobs_requeued": max(requeued, values.count("requeued")),
+                "jobs": {str(job_id): outcome for job_id, outcome in outcomes.items()},
                 "duration_s": round(time.monotonic() - started, 2),
             }
 
@@ -138,12 +153,28 @@ class CeleryNodeRuntime(NodeRuntime):
     def queue(self) -> str:
         return f"node.{self.node_name}"
 
+    # The worker object of this process, when known (python -m fleetagent sets it): drain and
+    # resume then act on its consumer in process, so the node needs no remote-control rights
+    # on the broker (a RabbitMQ node user may not publish to celery.pidbox, fleetagent.broker).
+    worker = None
+
+    def _in_process(self, method: str, *args) -> bool:
+        consumer = getattr(self.worker, "consumer", None)
+        if consumer is None:
+            return False
+        consumer.call_soon(getattr(consumer, method), *args)  # runs on the consumer's own loop
+        return True
+
     async def _consume_stop(self) -> None:
+        if self._in_process("cancel_task_queue", self.queue):
+            return
         await asyncio.to_thread(
             self.app.control.cancel_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
         )
 
     async def _consume_start(self) -> None:
+        if self._in_process("add_task_queue", self.queue):
+            return
         await asyncio.to_thread(
             self.app.control.add_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
         )

@@ -36,7 +36,17 @@ from inference.services.jobs import (
     job_fail,
     job_quote,
 )
-from inference.services.recovery import MAX_REQUEUES, RequeueOutcome, job_requeue_from_node, jobs_expire_overdue
+from inference.services.recovery import (
+    MAX_REQUEUES,
+    REPUBLISH_AFTER_S,
+    RequeueOutcome,
+    job_requeue_from_node,
+    job_requeue_unheld,
+    jobs_dispatch_waiting,
+    jobs_expire_overdue,
+    jobs_recover,
+    jobs_republish_stale,
+)
 from inference.services.speech import (
     Speech,
     SpeechStream,
@@ -51,6 +61,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_MAX",
     "JOB_TIMEOUT_S",
     "MAX_REQUEUES",
+    "REPUBLISH_AFTER_S",
     "SYNTHESIZE_TASK",
     "VOICE_NAME_MAX",
     "JobCancelled",
@@ -72,7 +83,11 @@ __all__ = [
     "job_output_path",
     "job_quote",
     "job_requeue_from_node",
+    "job_requeue_unheld",
+    "jobs_dispatch_waiting",
     "jobs_expire_overdue",
+    "jobs_recover",
+    "jobs_republish_stale",
     "speech_stream",
     "speech_synthesize",
     "SpeechStream",

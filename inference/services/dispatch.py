@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from celery import current_app
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ from inference.engines import SynthesisRequest, VoiceSpec, engine_get, engine_ve
 from inference.engines.base import PRESET_VOICES_BY_KEY
 from inference.errors import NoNodeAvailable
 from inference.executor import executor_submit
-from inference.listeners import job_listeners_notify
+from inference.listeners import job_hold, job_listeners_notify, job_unhold
 from inference.models import SynthesisJob
 from inference.streaming import JobAudioWriter, pcm16, replace_into
 from inference.text import parse_instruction
@@ -108,26 +108,30 @@ def _job_publish(*, job_id: int, node_name: str, queue_name: str) -> None:
         )
 
 
-def job_dispatch(*, job_id: int) -> None:
-    """Queue an accepted job (one requeued off a dead node) on a node picked now.
+def job_dispatch(*, job_id: int) -> bool:
+    """Queue an accepted job (one requeued off a dead node) on a node picked now; whether it was.
 
-    When no node is online it fails and its tokens are released.
+    When no node can take it, it stays ``accepted`` (its tokens still reserved) and waits:
+    ``jobs_dispatch_waiting`` retries when a node comes back (an agent's hello) and on beat,
+    and the deadline sweep ends it as ``no_node_available`` if none does in time. A one-node
+    fleet whose agent restarts therefore loses nothing.
     """
     job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
     if job is None or job.status != JobStatus.ACCEPTED:
-        return
+        return False
     node = job.node
     if node is None:
         try:
             node = job_node_pick(tenant=job.tenant)
-        except NoNodeAvailable as exc:
-            _job_close(job=job, from_statuses=(JobStatus.ACCEPTED,), status=JobStatus.FAILED, error=exc)
-            return
+        except NoNodeAvailable:
+            logger.info("job %s waits for a node (none can take it now)", job_id)
+            return False
     changed = SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.ACCEPTED).update(
         status=JobStatus.QUEUED, node=node, queued_at=timezone.now()
     )
     if changed == 1:
         _job_publish(job_id=job.pk, node_name=node.name, queue_name=node.queue_name)
+    return changed == 1
 
 
 def _release_quietly(*, reservation_id: int | None, reason: str) -> None:
@@ -182,19 +186,78 @@ def _voice_spec_for_job(job: SynthesisJob) -> VoiceSpec:
     return spec
 
 
+# A database fault while a job runs (PostgreSQL restarting) is waited out this long, retrying,
+# before the job is left to recovery: the audio already made is not thrown away for a blip.
+DB_RETRY_FOR_S = 30.0
+
+
+def _db_retry(fn):
+    """``fn()``, retried on a database fault with a fresh connection until DB_RETRY_FOR_S passed."""
+    give_up = time.monotonic() + DB_RETRY_FOR_S
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):
+            _connection_drop()  # a broken pooled connection goes; the next try gets a fresh one
+            if time.monotonic() + delay > give_up:
+                raise
+            logger.warning("database fault while handling a job; retrying in %.2f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _still_mine(*, job_id: int, mine: dict) -> bool:
+    """Between sentences: is the job still this attempt's? A database fault is not a no."""
+    try:
+        return SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists()
+    except (OperationalError, InterfaceError):
+        _connection_drop()
+        return True
+
+
+def _connection_drop() -> None:
+    connection = connections["default"]
+    if not connection.in_atomic_block:  # inside a caller's transaction the caller decides
+        connection.close()
+
+
 def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     """Run one job on ``node_name`` (called by the node's worker or the embedded executor).
 
     Returns None when the job was not this node's to run (already taken, cancelled, moved
     to another node): redelivered Celery messages land here and do nothing.
     """
-    claimed = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, node__name=node_name).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    if claimed != 1:
+    # Held from before the claim until it ends: an agent's hello names it (inference.listeners).
+    job_hold(job_id)
+    try:
+        return _job_execute(job_id=job_id, node_name=node_name)
+    finally:
+        job_unhold(job_id)
+
+
+def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
+    # The claim's own timestamp tells a retried claim whether an earlier try committed before
+    # its connection died (PostgreSQL restarting): then the job is this attempt's, not gone.
+    claim_at = timezone.now()
+
+    def claim() -> int:
+        claimed = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, node__name=node_name).update(
+            status=JobStatus.RUNNING, started_at=claim_at, attempts=F("attempts") + 1
+        )
+        if (
+            claimed == 0
+            and SynthesisJob.objects.filter(
+                pk=job_id, status=JobStatus.RUNNING, node__name=node_name, started_at=claim_at
+            ).exists()
+        ):
+            return 1
+        return claimed
+
+    if _db_retry(claim) != 1:
         logger.info("job %s is not queued for node %s; skipping", job_id, node_name)
         return None
-    job = SynthesisJob.objects.select_related("tenant__plan", "voice", "node").get(pk=job_id)
+    job = _db_retry(lambda: SynthesisJob.objects.select_related("tenant__plan", "voice", "node").get(pk=job_id))
     mine = {"attempts": job.attempts, "node__name": node_name}
     started = time.perf_counter()
     engine_seconds = 0.0
@@ -226,7 +289,7 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             audio_seconds += piece.duration_s
             # Between sentences: a job cancelled meanwhile (a streaming client that hung up)
             # or moved off this node stops here instead of running to the end.
-            if not SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).exists():
+            if not _still_mine(job_id=job_id, mine=mine):
                 pieces.close()
                 writer.discard()
                 logger.info("job %s was closed elsewhere while %s ran it; stopped", job_id, node_name)
@@ -246,7 +309,11 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             exc if isinstance(exc, VoxfleetError) else VoxfleetError(f"Synthesis failed: {exc}", code="engine_error")
         )
         logger.warning("job %s failed on %s: %s", job_id, node_name, error.message)
-        _job_close(job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine)
+        _db_retry(
+            lambda: _job_close(
+                job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine
+            )
+        )
         job_listeners_notify(
             job_id=job_id, outcome=JobStatus.FAILED, duration_s=time.perf_counter() - started, rtf=None
         )
@@ -264,15 +331,21 @@ def job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
         "engine_version": engine_version_label(engine)[:64],
         "output_path": str(path),
     }
-    with transaction.atomic():
-        finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
-        if finished == 1:
-            reservation_settle(
-                reservation_id=job.reservation_id,
-                gpu_seconds=engine_seconds,
-                node_name=node_name,
-                gpu_model=node.gpu_model if node else "",
-            )
+
+    def settle() -> int:
+        with transaction.atomic():
+            finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
+            if finished == 1:
+                reservation_settle(
+                    reservation_id=job.reservation_id,
+                    gpu_seconds=engine_seconds,
+                    node_name=node_name,
+                    gpu_model=node.gpu_model if node else "",
+                )
+        return finished
+
+    # One transaction: retried whole while the database restarts, so the audio is not thrown away.
+    finished = _db_retry(settle)
     if finished != 1:
         # Cancelled or moved off this node while the engine ran: the customer pays nothing
         # for this take. The file stays only if another attempt already owns it.

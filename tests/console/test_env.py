@@ -34,6 +34,10 @@ def test_database_url_postgres_and_sqlite():
     assert pg["OPTIONS"]["pool"]["max_size"] == 20 and pg["CONN_MAX_AGE"] == 0
     unpooled = database_from_url("postgres://db.example/voxfleet?pool_max_size=0")
     assert "pool" not in unpooled["OPTIONS"] and unpooled["CONN_MAX_AGE"] == 60
+    # Pooled connections are health-checked (Django gives the pool check_connection), so a
+    # PostgreSQL restart never hands a terminated connection to a claim; waits are bounded.
+    assert pg["CONN_HEALTH_CHECKS"] is True and unpooled["CONN_HEALTH_CHECKS"] is True
+    assert pg["OPTIONS"]["pool"]["timeout"] <= 5 and pg["OPTIONS"]["connect_timeout"] == "3"
     assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
 
 

@@ -221,7 +221,7 @@ def test_requeued_job_that_succeeds_is_charged_exactly_once(make_tenant, django_
     assert after.used == job.tokens and after.remaining == full - job.tokens and after.reserved == 0
 
 
-def test_requeue_with_no_node_left_fails_and_releases(make_tenant, django_capture_on_commit_callbacks):
+def test_requeue_with_no_node_left_waits_for_one(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
     only = node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
@@ -232,8 +232,9 @@ def test_requeue_with_no_node_left_fails_and_releases(make_tenant, django_captur
     job.refresh_from_db()
     # It was still queued (never ran there), so moving it is not its one retry.
     assert outcome.requeued == [job.pk] and job.requeues == 0
-    assert job.status == JobStatus.FAILED and job.error_code == "no_node_available"
-    assert quota_get(tenant=pro).remaining == full
+    # It waits (tokens held) for a node, up to its deadline (tests/fleetagent/test_faults.py).
+    assert job.status == JobStatus.ACCEPTED and job.node is None
+    assert quota_get(tenant=pro).remaining == full - job.tokens
 
 
 def test_enterprise_jobs_run_only_on_dedicated_nodes(make_tenant, django_capture_on_commit_callbacks, published):
