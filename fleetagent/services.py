@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Avg, Max, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
@@ -65,7 +65,11 @@ ACTION_TIMEOUT_S = 15 * 60
 
 
 def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
-    """An agent said hello: remember its channel and what it runs; an offline or stuck node comes back online."""
+    """An agent said hello: remember its channel and what it runs; an offline or stuck node comes back online.
+
+    The state it comes back in is the console's (``Node.drained``), not what the agent says:
+    a restarted agent always starts undrained. ``hello`` is a frame checked by fleetagent.frames.
+    """
     gpus = hello.get("gpus") or []
     fields = {
         "agent_channel": channel_name,
@@ -74,6 +78,8 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
         "engine": str(hello.get("engine", ""))[:64],
         "nvml_available": bool(hello.get("nvml")),
         "gpu_count": len(gpus),
+        "gpus": [g for g in gpus if isinstance(g, dict)],
+        "protocol_version": int(hello.get("v") or 1),
         "last_seen_at": timezone.now(),
     }
     if hello.get("gpu_model"):
@@ -83,8 +89,8 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
         # A restart in progress ends when the agent comes back (a crashed agent re-registers);
         # draining is an ops decision and survives reconnects.
         if node.state in (NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING):
-            fields["state"] = NodeState.DRAINING if hello.get("draining") else NodeState.ONLINE
-            fields["state_reason"] = ""
+            fields["state"] = NodeState.DRAINING if node.drained else NodeState.ONLINE
+            fields["state_reason"] = "drained by ops" if node.drained else ""
         Node.objects.filter(pk=node_id).update(**fields)
     node.refresh_from_db()
     return node
@@ -119,6 +125,7 @@ def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
                 int(get("throttle_reasons") or 0),
                 int(get("ecc_errors") or 0),
                 int(get("xid_errors") or 0),
+                None if get("last_xid") is None else int(get("last_xid")),
             )
         )
     host = sample.get("host")
@@ -127,7 +134,7 @@ def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
         used, total = float(host.get("ram_used_mb") or 0.0), float(host.get("ram_total_mb") or 0.0)
         rows.append(
             (node_id, -1, at, raw, float(host.get("cpu_percent") or 0.0), _ratio(used, total), used, total)
-            + (None, None, None, None, 0, 0, 0)
+            + (None, None, None, None, 0, 0, 0, None)
         )
     return rows
 
@@ -147,44 +154,80 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
     at 1 Hz is one multi-row INSERT a second rather than a thousand, one UPDATE for all the
     heartbeats, and a row update only for nodes whose job figures changed. Returns the ids of
     nodes whose state changed (offline -> online on a returning heartbeat).
+
+    Nodes are kept apart: the heartbeats are one statement that holds nothing a node sent; if
+    the one COPY of every node's rows fails, each node's rows are stored in a transaction of
+    their own, and each node's figures are updated on their own. Whatever one node's data does,
+    it cannot roll back another node's heartbeat, samples or state.
     """
     if not batch:
         return []
     nodes = {
         n["pk"]: n
         for n in Node.objects.filter(pk__in={node_id for node_id, _ in batch}).values(
-            "pk", "state", "jobs_running", "jobs_queued", "stats"
+            "pk", "state", "drained", "jobs_running", "jobs_queued", "stats"
         )
     }
-    rows: list[tuple] = []
+    rows_by_node: dict[int, list[tuple]] = {}
     latest: dict[int, dict] = {}
     for node_id, sample in batch:
         if node_id not in nodes:
             continue  # the node was deleted while its samples waited for this flush
-        rows.extend(_sample_rows(node_id, sample))
-        if node_id not in latest or sample["ts"] >= latest[node_id]["ts"]:
+        try:
+            rows_by_node.setdefault(node_id, []).extend(_sample_rows(node_id, sample))
+            ts = float(sample["ts"])
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            logger.warning("node %s: a sample that is not a checked frame was dropped", node_id)
+            continue
+        if node_id not in latest or ts >= float(latest[node_id]["ts"]):
             latest[node_id] = sample
     now = timezone.now()
+    Node.objects.filter(pk__in=latest.keys()).update(last_seen_at=now)
+    _samples_store(rows_by_node)
     changed: list[int] = []
-    with transaction.atomic():
-        _samples_insert(rows)
-        Node.objects.filter(pk__in=latest.keys()).update(last_seen_at=now)
-        for node_id, sample in latest.items():
-            node = nodes[node_id]
-            stats = sample.get("node") or {}
-            fields = {
-                "jobs_running": int(stats.get("jobs_running") or 0),
-                "jobs_queued": int(stats.get("jobs_queued") or 0),
-                "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
-            }
-            if node["state"] == NodeState.OFFLINE:
-                fields["state"] = NodeState.DRAINING if stats.get("draining") else NodeState.ONLINE
-                fields["state_reason"] = ""
-                changed.append(node_id)
-            elif all(node[k] == v for k, v in fields.items()):
-                continue
-            Node.objects.filter(pk=node_id).update(**fields)
+    for node_id, sample in latest.items():
+        try:
+            with transaction.atomic():
+                if _node_figures_update(nodes[node_id], sample):
+                    changed.append(node_id)
+        except DatabaseError:
+            logger.exception("node %s: live figures not stored", node_id)
     return changed
+
+
+def _node_figures_update(node: dict, sample: dict) -> bool:
+    """Store one node's job figures from its newest sample; True when its state changed."""
+    stats = sample.get("node") or {}
+    fields = {
+        "jobs_running": int(stats.get("jobs_running") or 0),
+        "jobs_queued": int(stats.get("jobs_queued") or 0),
+        "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
+    }
+    state_changed = node["state"] == NodeState.OFFLINE
+    if state_changed:
+        # The console decides the state it comes back in (a drained node stays drained).
+        fields["state"] = NodeState.DRAINING if node["drained"] else NodeState.ONLINE
+        fields["state_reason"] = "drained by ops" if node["drained"] else ""
+    elif all(node[k] == v for k, v in fields.items()):
+        return False
+    Node.objects.filter(pk=node["pk"]).update(**fields)
+    return state_changed
+
+
+def _samples_store(rows_by_node: dict[int, list[tuple]]) -> None:
+    rows = [row for node_rows in rows_by_node.values() for row in node_rows]
+    try:
+        with transaction.atomic():
+            _samples_insert(rows)
+        return
+    except DatabaseError:
+        logger.exception("storing %d samples at once failed; storing them node by node", len(rows))
+    for node_id, node_rows in rows_by_node.items():
+        try:
+            with transaction.atomic():
+                _samples_insert(node_rows)
+        except DatabaseError:
+            logger.exception("node %s: %d samples not stored", node_id, len(node_rows))
 
 
 _SAMPLE_COLUMNS = ("node_id", "gpu_index", "at", "resolution_s", *GPU_METRIC_FIELDS)
@@ -275,7 +318,7 @@ def node_states_sweep(*, now: datetime | None = None) -> list[int]:
                 oldest = _oldest_queued(SynthesisJob, node)
                 if oldest is not None and oldest < now - timedelta(seconds=QUEUE_STUCK_AFTER_S):
                     reason = f"queued work not consumed for over {QUEUE_STUCK_AFTER_S} s"
-        new_state = NodeState.STUCK if reason else NodeState.ONLINE
+        new_state = NodeState.STUCK if reason else (NodeState.DRAINING if node.drained else NodeState.ONLINE)
         if new_state != node.state:
             if Node.objects.filter(pk=node.pk, state=node.state).update(state=new_state, state_reason=reason):
                 changed.append(node.pk)
@@ -320,6 +363,7 @@ def samples_downsample(*, now: datetime | None = None) -> dict:
                 throttle_reasons=Max("throttle_reasons"),
                 ecc_errors=Max("ecc_errors"),
                 xid_errors=Max("xid_errors"),
+                last_xid=Max("last_xid"),
             )
         )
         rollups = [
@@ -393,7 +437,11 @@ def node_action_request(*, node: Node, action: str, user=None) -> NodeAction:
             message=refusal.message if refusal else "",
         )
         if refusal is None and action == NodeActionKind.DRAIN:
-            Node.objects.filter(pk=node.pk).update(state=NodeState.DRAINING, state_reason="drained by ops")
+            Node.objects.filter(pk=node.pk).update(
+                state=NodeState.DRAINING, state_reason="drained by ops", drained=True
+            )
+        elif refusal is None and action == NodeActionKind.RESUME:
+            Node.objects.filter(pk=node.pk).update(drained=False)
         elif refusal is None and action == NodeActionKind.RESTART:
             Node.objects.filter(pk=node.pk).update(state=NodeState.RESTARTING, state_reason="restart requested")
     if refusal is not None:
@@ -431,7 +479,9 @@ def node_action_acknowledge(*, node_id: int, command_id: int, ok: bool, detail: 
         record.message = (error or _action_summary(record.action, detail or {}))[:500]
         record.save(update_fields=["outcome", "acknowledged_at", "detail", "message"])
         node = Node.objects.select_for_update().get(pk=node_id)
-        if ok and record.action in (NodeActionKind.RESUME, NodeActionKind.RESTART):
+        if ok and record.action == NodeActionKind.RESTART and node.drained:
+            state, reason = NodeState.DRAINING, "drained by ops"  # a restart keeps a drained node drained
+        elif ok and record.action in (NodeActionKind.RESUME, NodeActionKind.RESTART):
             state, reason = NodeState.ONLINE, ""
         elif ok:
             state, reason = NodeState.DRAINING, "drained by ops"

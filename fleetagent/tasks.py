@@ -25,11 +25,9 @@ def fleet_downsample() -> dict:
 
 def fleet_nodes_broadcast(*, node_ids: list[int]) -> None:
     """Push fresh node snapshots to every dashboard (from outside the ASGI process)."""
-    import json
-    import time
-
+    from console.consumers.wire import dashboard_message, node_for_wire
     from fleetagent.selectors import node_snapshot_list
 
-    text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": node_snapshot_list(node_ids=node_ids)})
+    text = dashboard_message("nodes", [node_for_wire(n) for n in node_snapshot_list(node_ids=node_ids)])
     # Every ASGI process's hub relays it to its dashboards ("origin" is none of theirs).
     async_to_sync(get_channel_layer().group_send)(HUBS, {"type": "fleet.relay", "text": text, "origin": "beat"})

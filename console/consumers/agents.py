@@ -3,20 +3,24 @@
 The node token travels in a header (never a cookie or the query string, which end up in
 logs); a wrong or revoked token is refused before the handshake completes (HTTP 403).
 The consumer only routes frames to small handlers; database work is in fleetagent.services.
+Every frame is checked by fleetagent.frames first, and counted against the node's rate.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.consumers.hub import hub
 from console.errors import NotFound, VoxfleetError
-from fleetagent import protocol
+from fleetagent import frames, protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
+from fleetagent.desired_state import node_desired_state_reconcile
 from fleetagent.models import Node
+from fleetagent.refusals import node_frames_refused
 from fleetagent.services import (
     node_action_acknowledge,
     node_agent_connect,
@@ -36,9 +40,30 @@ def bearer_token(scope) -> str:
     return ""
 
 
+# Frames per second a node may send (a sample a second, acks, bye) and the burst it may send
+# at once: an agent flushes its buffer (fleetagent.agent.client.BUFFER_MAX, 600 samples)
+# after an outage. Kept per node, not per socket, so reconnecting does not refill it.
+FRAME_RATE_PER_S = 5.0
+FRAME_BURST = 700
+# Refusals are written to the node at most this often (a flood must not become a write flood).
+REFUSALS_SAVE_EVERY_S = 1.0
+_frame_rates: dict[int, frames.FrameRate] = {}
+
+
+def _frame_rate(node_id: int) -> frames.FrameRate:
+    rate = _frame_rates.get(node_id)
+    if rate is None:
+        rate = _frame_rates[node_id] = frames.FrameRate(per_s=FRAME_RATE_PER_S, burst=FRAME_BURST)
+    return rate
+
+
 class AgentConsumer(AsyncWebsocketConsumer):
     node = None
     registered = False
+    version = protocol.PROTOCOL_VERSION
+    refused_unsaved = 0
+    refused_message = ""
+    refused_saved_at = 0.0
 
     async def connect(self) -> None:
         embedded_node_id = self.scope.get(EMBEDDED_SCOPE_KEY)
@@ -56,36 +81,75 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code) -> None:
+        if self.node is not None:
+            await self._refusals_save()
         if self.node is not None and self.registered:
             await database_sync_to_async(node_agent_disconnect)(node_id=self.node.pk, channel_name=self.channel_name)
             hub.node_state_changed(self.node.pk)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.node is None:
+            return
+        if not _frame_rate(self.node.pk).take():
+            refusal = frames.FrameRefused(
+                f"more than {FRAME_RATE_PER_S:g} frames/s (burst {FRAME_BURST})", reason=frames.REASON_RATE, fatal=True
+            )
+            await self._refuse(refusal, close_code=protocol.CLOSE_RATE_LIMITED)
+            return
         try:
-            message = protocol.message_decode(text_data or bytes_data or b"", allowed=protocol.AGENT_TYPES)
-        except protocol.ProtocolError as exc:
-            await self.send(protocol.message_encode(protocol.ERROR, code="bad_frame", message=str(exc)))
-            await self.close(code=protocol.CLOSE_BAD_PROTOCOL)
+            message = frames.agent_frame_parse(text_data if text_data is not None else bytes_data)
+            if message["type"] != protocol.HELLO and not self.registered:
+                raise frames.FrameRefused("say hello first", reason=frames.REASON_ORDER, fatal=True)
+        except frames.FrameRefused as refusal:
+            await self._refuse(refusal)
             return
         handler = getattr(self, f"on_{message['type']}")
         await handler(message)
 
+    async def _refuse(self, refusal: frames.FrameRefused, *, close_code: int = protocol.CLOSE_BAD_PROTOCOL) -> None:
+        """Answer, count and (for a fatal one) close; nothing of the frame is used."""
+        self.refused_unsaved += 1
+        self.refused_message = f"{refusal.reason}: {refusal.message}"
+        await self.send(
+            protocol.message_encode(protocol.ERROR, version=self.version, code="bad_frame", message=refusal.message)
+        )
+        if refusal.fatal or time.monotonic() - self.refused_saved_at >= REFUSALS_SAVE_EVERY_S:
+            await self._refusals_save()
+        if refusal.fatal:
+            await self.close(code=close_code)
+
+    async def _refusals_save(self) -> None:
+        if not self.refused_unsaved:
+            return
+        count, self.refused_unsaved = self.refused_unsaved, 0
+        self.refused_saved_at = time.monotonic()
+        await database_sync_to_async(node_frames_refused)(
+            node_id=self.node.pk, count=count, message=self.refused_message
+        )
+        hub.node_state_changed(self.node.pk)
+
     async def on_hello(self, message: dict) -> None:
+        self.version = message["v"]
         self.node = await database_sync_to_async(node_agent_connect)(
             node_id=self.node.pk, channel_name=self.channel_name, hello=message
         )
         self.registered = True
+        await database_sync_to_async(node_desired_state_reconcile)(
+            node=self.node, agent_draining=message["draining"], protocol_version=self.version
+        )
         hub.node_state_changed(self.node.pk)
         await self.send(
             protocol.message_encode(
-                protocol.WELCOME, node=self.node.name, sample_interval_s=1.0, protocol=protocol.PROTOCOL_VERSION
+                protocol.WELCOME,
+                version=self.version,
+                node=self.node.name,
+                sample_interval_s=1.0,
+                protocol=self.version,
+                draining=self.node.drained,
             )
         )
 
     async def on_sample(self, message: dict) -> None:
-        if not self.registered:
-            await self.close(code=protocol.CLOSE_BAD_PROTOCOL)
-            return
         hub.sample_submit(node_id=self.node.pk, node_name=self.node.name, sample=message)
 
     async def on_ack(self, message: dict) -> None:
@@ -93,12 +157,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(node_action_acknowledge)(
                 node_id=self.node.pk,
                 command_id=message["command_id"],
-                ok=bool(message.get("ok")),
-                detail=message.get("detail") or {},
-                error=str(message.get("error") or ""),
+                ok=message["ok"],
+                detail=message["detail"],
+                error=message["error"],
             )
         except VoxfleetError as exc:
-            await self.send(protocol.message_encode(protocol.ERROR, code=exc.code, message=exc.message))
+            await self.send(
+                protocol.message_encode(protocol.ERROR, version=self.version, code=exc.code, message=exc.message)
+            )
             return
         hub.node_state_changed(self.node.pk)
 
@@ -108,5 +174,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     # Channel-layer messages (from fleetagent.services.node_action_request).
     async def agent_command(self, event: dict) -> None:
         await self.send(
-            protocol.message_encode(protocol.COMMAND, command_id=event["command_id"], action=event["action"])
+            protocol.message_encode(
+                protocol.COMMAND, version=self.version, command_id=event["command_id"], action=event["action"]
+            )
         )

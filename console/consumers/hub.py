@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import time
 import uuid
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from console.consumers.groups import FANOUT_INTERVAL_S, HUBS, PERSIST_INTERVAL_S
-from fleetagent.protocol import GPU_METRIC_FIELDS
+from console.consumers.wire import dashboard_message, gpus_as_rows, node_for_wire
 from fleetagent.selectors import node_snapshot_list
 from fleetagent.services import samples_ingest
 
@@ -45,6 +43,7 @@ class FleetHub:
         self._dashboards: dict = {}
         self.origin = uuid.uuid4().hex
         self.dropped = 0
+        self._publish_failing = False
         # Set once the relay is a member of HUBS on the running loop: before that, batches
         # published by other processes do not reach this process's dashboards.
         self.relay_joined: asyncio.Event | None = None
@@ -86,25 +85,44 @@ class FleetHub:
         """Batches published by other processes (other hubs, beat's sweep) -> our dashboards."""
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        joined: float | None = None  # not "0.0": time.monotonic() starts near 0 on a fresh boot
-        while True:
-            try:
-                if joined is None or time.monotonic() - joined > RELAY_REJOIN_S:
-                    await layer.group_add(HUBS, channel)  # renews membership before group expiry
-                    joined = time.monotonic()
-                    self.relay_joined.set()
+        membership = asyncio.get_running_loop().create_task(self._relay_membership(layer, channel))
+        failing = False
+        try:
+            while True:
                 try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout=RELAY_REJOIN_S)
-                except TimeoutError:
+                    message = await layer.receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - e.g. Redis restarting: retry; membership is renewed apart
+                    if not failing:
+                        logger.warning("fleet hub relay: channel layer unavailable (%s); retrying", exc)
+                    failing = True
+                    await asyncio.sleep(RELAY_RETRY_S)
                     continue
+                if failing:
+                    logger.warning("fleet hub relay: channel layer back")
+                failing = False
                 if message.get("origin") != self.origin and self._dashboards:
                     await self._deliver(message["text"])
+        finally:
+            membership.cancel()
+
+    async def _relay_membership(self, layer, channel: str) -> None:
+        """Join HUBS now and again every RELAY_REJOIN_S, whatever the receive loop sees.
+
+        A Redis restart forgets every group, and the relay's receive may never see an error
+        (another consumer's receive can take it), so membership is renewed on a timer: the
+        hub is back in its group within RELAY_REJOIN_S of Redis coming back.
+        """
+        while True:
+            try:
+                await layer.group_add(HUBS, channel)
+                self.relay_joined.set()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - e.g. Redis restarting: rejoin and retry, dashboards reconnect
-                logger.exception("fleet hub relay failed")
-                joined = None
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - retried on the next tick
+                logger.warning("fleet hub relay: could not join %s (%s)", HUBS, exc)
+            await asyncio.sleep(RELAY_REJOIN_S)
 
     def sample_submit(self, *, node_id: int, node_name: str, sample: dict) -> None:
         self._ensure_running()
@@ -112,7 +130,7 @@ class FleetHub:
             "id": node_id,
             "name": node_name,
             "ts": sample["ts"],
-            "gpus": [{k: gpu.get(k) for k in LIVE_GPU_KEYS} for gpu in sample.get("gpus") or []],
+            "gpus": gpus_as_rows(sample.get("gpus") or []),
             "host": sample.get("host"),
             "stats": sample.get("node") or {},
         }
@@ -159,12 +177,19 @@ class FleetHub:
                 if live is not None:
                     live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
                 else:
-                    updates[snap["id"]] = snap
+                    updates[snap["id"]] = node_for_wire(snap)
         if updates:
             # Encoded once; every dashboard of every process gets this same text.
-            text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": list(updates.values())})
+            text = dashboard_message("nodes", list(updates.values()))
             await self._deliver(text)
-            await layer.group_send(HUBS, {"type": "fleet.relay", "text": text, "origin": self.origin})
+            try:
+                await layer.group_send(HUBS, {"type": "fleet.relay", "text": text, "origin": self.origin})
+            except Exception as exc:  # noqa: BLE001 - our own dashboards got it; other processes catch up
+                if not self._publish_failing:
+                    logger.warning("fleet hub: cannot publish to other processes (%s)", exc)
+                self._publish_failing = True
+            else:
+                self._publish_failing = False
 
     async def flush(self, layer=None, *, persist: bool = True) -> None:
         """Persist (optionally) and fan out now (tests; the loops do this on their own)."""
@@ -174,7 +199,10 @@ class FleetHub:
         await self._fanout_once(layer)
 
 
-RELAY_REJOIN_S = 600.0
+# channels_redis forgets nothing on its own (group expiry is a day), but a restarted Redis
+# forgets everything: renewing this often bounds how long other processes' batches are missed.
+RELAY_REJOIN_S = 2.0
+RELAY_RETRY_S = 0.5
 # Batches waiting for one slow browser (2 s at 5 per second); beyond that its oldest are dropped.
 OUTBOX_MAX = 10
 
@@ -210,9 +238,17 @@ class DashboardOutbox:
 
 
 # What a state change re-reads from the database into a live update.
-SNAPSHOT_STATE_KEYS = ("state", "state_reason", "last_action", "agent_connected")
-# Per-GPU keys that go to dashboards (static ones such as name and UUID come with the snapshot).
-LIVE_GPU_KEYS = ("index", *GPU_METRIC_FIELDS, "last_xid")
+SNAPSHOT_STATE_KEYS = (
+    "state",
+    "state_reason",
+    "drained",
+    "last_action",
+    "agent_connected",
+    "agent_version",
+    "protocol_version",
+    "frames_refused",
+    "last_refusal",
+)
 
 
 hub = FleetHub()

@@ -13,7 +13,14 @@ from console.consumers.hub import hub
 from fleetagent import protocol
 from fleetagent.models import GpuSample, NodeAction, NodeState
 from fleetagent.services import node_action_request, node_create, node_token_revoke, node_token_rotate
-from tests.console.consumers.fleet_helpers import agent_headers, hello, sample, session_cookie_headers, ws_connected
+from tests.console.consumers.fleet_helpers import (
+    agent_headers,
+    hello,
+    readings,
+    sample,
+    session_cookie_headers,
+    ws_connected,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -89,7 +96,7 @@ async def test_agent_samples_are_persisted_and_batched_to_dashboards():
             await agent.send_to(text_data=sample(2, util=60.0))
             # One batch carries the node's newest reading (and its state, re-read after hello).
             batch = json.loads(await dash.receive_from(timeout=5))
-            while not any(n.get("gpus") and n["gpus"][0]["utilization"] == 60.0 for n in batch["nodes"]):
+            while not any(n.get("gpus") and readings(batch, n)[0]["utilization"] == 60.0 for n in batch["nodes"]):
                 batch = json.loads(await dash.receive_from(timeout=5))
             (update,) = batch["nodes"]
             assert update["name"] == "gpu-a" and update["stats"]["jobs_queued"] == 2
@@ -126,7 +133,7 @@ async def test_restart_command_reaches_agent_and_ack_is_audited():
         record = await database_sync_to_async(node_action_request)(node=node, action="restart", user=staff)
         assert (await reload(node)).state == NodeState.RESTARTING
         command = json.loads(await agent.receive_from(timeout=5))
-        assert command == {"type": "command", "v": 1, "command_id": record.pk, "action": "restart"}
+        assert command == {"type": "command", "v": 2, "command_id": record.pk, "action": "restart"}
         detail = {"vram_before_mb": 7100.0, "vram_after_mb": 6200.0, "jobs_finished": 1, "jobs_requeued": 0}
         await agent.send_to(
             text_data=protocol.message_encode(

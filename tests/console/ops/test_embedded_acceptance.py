@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 
 from billing.services import user_create
-from tests.console.consumers.fleet_helpers import session_cookie_headers
+from tests.console.consumers.fleet_helpers import OUR_ORIGIN, session_cookie_headers
 from tests.console.consumers.test_live import LiveServer, _until
 
 pytestmark = [
@@ -33,7 +33,7 @@ async def test_local_node_is_live_within_2_s_and_restarts_from_the_dashboard():
     started = time.monotonic()  # uvicorn has reported "Application startup complete"
     try:
         url = server.url.replace("http", "ws") + "/ws/ops/fleet/"
-        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as dashboard:
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}, origin=OUR_ORIGIN) as dashboard:
 
             async def local_node_live():
                 msg = json.loads(await asyncio.wait_for(dashboard.recv(), timeout=5))
