@@ -98,7 +98,11 @@ def metrics_render(snapshots: list[dict]) -> str:
 def _token_ok(request) -> bool:
     expected = settings.METRICS_TOKEN
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+    if not expected or scheme.lower() != "bearer":
+        return False
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII text, and any credential a
+    # client can send must come back as 401, never 500. Headers arrive decoded as latin-1.
+    return hmac.compare_digest(token.strip().encode("latin-1", "replace"), expected.encode())
 
 
 @require_GET

@@ -50,8 +50,12 @@ class FrameRefused(ProtocolError):
         self.fatal = fatal
 
 
+class _NonFinite(ValueError):
+    """NaN or Infinity: Python's json writes them, JSON does not have them."""
+
+
 def _no_constants(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise _NonFinite(f"{name} is not a number JSON allows (readings must be finite)")
 
 
 def agent_frame_parse(text: str | bytes, *, now: float | None = None) -> dict:
@@ -69,6 +73,9 @@ def agent_frame_parse(text: str | bytes, *, now: float | None = None) -> dict:
         raise FrameRefused(f"frame of {len(text)} characters is over the {FRAME_MAX_CHARS} limit", reason=REASON_SIZE)
     try:
         data = json.loads(text, parse_constant=_no_constants)
+    except _NonFinite as exc:
+        # A broken sensor read through Python's json, not a broken stream: refused, not fatal.
+        raise FrameRefused(str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise FrameRefused(f"not JSON: {str(exc)[:200]}", reason=REASON_JSON, fatal=True) from exc
     if not isinstance(data, dict):

@@ -476,7 +476,9 @@ def node_action_acknowledge(*, node_id: int, command_id: int, ok: bool, detail: 
         record.outcome = NodeActionOutcome.SUCCEEDED if ok else NodeActionOutcome.FAILED
         record.acknowledged_at = timezone.now()
         record.detail = detail or {}
-        record.message = (error or _action_summary(record.action, detail or {}))[:500]
+        summary = error or _action_summary(record.action, detail or {})
+        # The console's own actions (desired state re-sent) keep saying why they were sent.
+        record.message = (f"{record.message}; {summary}" if record.message else summary)[:500]
         record.save(update_fields=["outcome", "acknowledged_at", "detail", "message"])
         node = Node.objects.select_for_update().get(pk=node_id)
         if ok and record.action == NodeActionKind.RESTART and node.drained:

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.consumers.hub import hub
-from console.consumers.wire import dashboard_message, node_for_wire
+from console.consumers.wire import dashboard_message, node_for_wire, off_the_shared_thread
 from fleetagent.selectors import node_snapshot_list
 
 # Not a configured alias: Channels then gives the consumer no channel-layer channel at all.
@@ -27,7 +27,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         await self.accept()
-        nodes = await database_sync_to_async(node_snapshot_list, thread_sensitive=False)()
+        nodes = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())()
         await self.send(dashboard_message("snapshot", [node_for_wire(n) for n in nodes]))
         hub.dashboard_add(self)  # after the snapshot, so no batch overtakes it
 

@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from console.consumers.groups import FANOUT_INTERVAL_S, HUBS, PERSIST_INTERVAL_S
-from console.consumers.wire import dashboard_message, gpus_as_rows, node_for_wire
+from console.consumers.wire import dashboard_message, gpus_as_rows, node_for_wire, off_the_shared_thread
 from fleetagent.selectors import node_snapshot_list
 from fleetagent.services import samples_ingest
 
@@ -164,14 +164,18 @@ class FleetHub:
             batch, self._to_persist = self._to_persist, []
             # Not thread-sensitive: the write must not queue every other consumer's DB call
             # (hello, acks, snapshots) behind it on asgiref's single shared thread.
-            changed_ids = await database_sync_to_async(samples_ingest, thread_sensitive=False)(batch=batch)
+            changed_ids = await database_sync_to_async(samples_ingest, thread_sensitive=not off_the_shared_thread())(
+                batch=batch
+            )
             self._state_changed.update(changed_ids)
 
     async def _fanout_once(self, layer) -> None:
         refresh, self._state_changed = self._state_changed, set()
         updates, self._changed = self._changed, {}
         if refresh:
-            snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=False)(node_ids=sorted(refresh))
+            snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())(
+                node_ids=sorted(refresh)
+            )
             for snap in snaps:
                 live = updates.get(snap["id"])
                 if live is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+from django.db import connection
+
 from fleetagent.protocol import GPU_FIELDS
 
 GPU_WIRE_FIELDS = GPU_FIELDS
@@ -36,3 +38,13 @@ def dashboard_message(kind: str, nodes: list[dict]) -> str:
 def gpus_from_rows(fields: list[str], rows: list[list]) -> list[dict]:
     """The other way (tests, the benchmark): rows back to readings."""
     return [dict(zip(fields, row, strict=True)) for row in rows]
+
+
+def off_the_shared_thread() -> bool:
+    """Whether the fleet's bulk reads and writes may leave asgiref's one shared DB thread.
+
+    On PostgreSQL they should: a second-long COPY must not queue every consumer's hello and
+    ack behind it. SQLite has one writer at a time anyway, and a second connection writing
+    at once gets "database is locked" instead of waiting, so there they stay on the one thread.
+    """
+    return connection.vendor != "sqlite"
