@@ -41,9 +41,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="console processes (uvicorn --workers)")
     # Internal: the dashboards run in a child process so their JSON parsing does not delay
     # the simulated agents' loop (and the other way round).
-    p.add_argument("--role", choices=["main", "dashboards"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=["main", "dashboards", "agents"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--nodes-file", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--cookie", help=argparse.SUPPRESS)
     p.add_argument("--window", type=float, nargs=2, help=argparse.SUPPRESS)
@@ -97,6 +99,29 @@ def persisted_count(start: float, end: float) -> int:
         at__gte=datetime.fromtimestamp(start, tz=UTC),
         at__lt=datetime.fromtimestamp(end, tz=UTC),
     ).count()
+
+
+def rollup_check(end: float) -> dict:
+    """Roll the run's 1 s rows up as the hourly task will (as if an hour had passed): all of them."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleetagent.services import samples_downsample
+
+    started = time.perf_counter()
+    result = samples_downsample(now=datetime.fromtimestamp(end, tz=UTC) + timedelta(hours=1, minutes=2))
+    return {**result, "s": time.perf_counter() - started}
+
+
+async def agents_main(args) -> int:
+    """Child role: the simulated agents only (the browser benchmark keeps them off its own loop)."""
+    from fleetagent import protocol
+
+    nodes = json.loads(Path(args.nodes_file).read_text())
+    res = Results()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(args.duration, stop.set)
+    await asyncio.gather(*(run_agent(args.url, n, t, args.gpus, stop, res, protocol) for n, t in nodes))
+    return 0
 
 
 def gpu_reading(index: int) -> dict:
@@ -183,7 +208,10 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
     import websockets
 
     start, end = window
-    async with websockets.connect(url, additional_headers={"Cookie": cookie}, max_size=None, max_queue=None) as ws:
+    origin = "http://" + url.split("/")[2]  # our own page's origin (dashboards check it)
+    async with websockets.connect(
+        url, additional_headers={"Cookie": cookie}, origin=origin, max_size=None, max_queue=None
+    ) as ws:
         while time.time() < end:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
@@ -241,35 +269,11 @@ async def main_async(args) -> int:
 
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
     port = args.port or _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "console.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--ws",
-            "websockets-sansio",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-    )
+    server = server_start(port, workers=args.workers)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("uvicorn did not start", file=sys.stderr)
-                    return 1
-                await asyncio.sleep(0.2)
+        if not await server_wait(server, port):
+            print("uvicorn did not start", file=sys.stderr)
+            return 1
         res = Results()
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
@@ -295,20 +299,21 @@ async def main_async(args) -> int:
             asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
         ]
         await asyncio.sleep(max(0.0, window[0] - time.time()))
-        server_proc = psutil.Process(server.pid)
+        server_procs = server_processes(server)
         me = psutil.Process()
-        server_cpu0, my_cpu0 = server_proc.cpu_times(), me.cpu_times()
+        server_cpu0, my_cpu0 = cpu_total(server_procs), me.cpu_times()
         t0 = time.monotonic()
         res.measuring = True
         await asyncio.sleep(max(0.0, window[1] - time.time()))
         res.measuring = False
         elapsed = time.monotonic() - t0
-        server_cpu1, my_cpu1 = server_proc.cpu_times(), me.cpu_times()
+        server_cpu1, my_cpu1 = cpu_total(server_procs), me.cpu_times()
         out, _ = await asyncio.wait_for(dash_proc.communicate(), timeout=30)
         dash = json.loads(out.decode().strip().splitlines()[-1])
         await asyncio.sleep(2.5)  # let the last persist interval land
         persisted = await sync_to_async(persisted_count)(*window)
         stop.set()
+        rollup = await sync_to_async(rollup_check)(window[1])
         await asyncio.gather(*agents, return_exceptions=True)
     finally:
         server.terminate()
@@ -319,6 +324,8 @@ async def main_async(args) -> int:
 
     def cpu(a, b) -> float:
         return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed
+
+    loads = os.getloadavg()
 
     print(
         f"fleet ingest: {args.hosts} hosts x {args.gpus} GPUs = {args.hosts * args.gpus} GPUs at 1 Hz, "
@@ -331,6 +338,10 @@ async def main_async(args) -> int:
         f"  sent:        {res.sent_samples / elapsed:8.1f} GPU samples/s ({res.sent_messages / elapsed:.1f} agent messages/s)"
     )
     print(f"  persisted:   {persisted / elapsed:8.1f} GPU samples/s (1 s rows, one COPY per second)")
+    print(
+        f"  rolled up:   {rollup['rolled_up']} 1 min rows from {rollup['raw_deleted']} 1 s rows in {rollup['s']:.1f} s "
+        "(the downsample task run as if an hour had passed)"
+    )
     per_dash = dash["readings"] / elapsed / max(1, args.dashboards)
     print(
         f"  dashboards:  {per_dash:8.1f} GPU readings/s each, "
@@ -342,9 +353,10 @@ async def main_async(args) -> int:
             f"max {dash['max']:.0f} ms  (n={dash['n']})"
         )
     print(
-        f"  CPU: server (uvicorn, 1 process) {cpu(server_cpu0, server_cpu1):.0f}% of one core; "
+        f"  CPU: server (uvicorn, {args.workers} process{'es' if args.workers > 1 else ''}) "
+        f"{cpu(server_cpu0, server_cpu1):.0f}% of one core in all; "
         f"agent simulator {cpu(my_cpu0, my_cpu1):.0f}%; dashboard clients {100 * dash['cpu_s'] / (elapsed + args.warmup):.0f}% "
-        f"(whole run); {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}"
+        f"(whole run); {os.cpu_count()} cores, load avg {loads[0]:.2f} / {loads[1]:.2f} / {loads[2]:.2f} (1/5/15 min)"
     )
     if res.agent_errors:
         print(f"  agent connection errors: {res.agent_errors}")
@@ -353,10 +365,55 @@ async def main_async(args) -> int:
     return 0
 
 
+def server_start(port: int, *, workers: int = 1) -> subprocess.Popen:
+    """uvicorn on 127.0.0.1:port; ``workers`` > 1 is several console processes sharing the fleet."""
+    args = [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--log-level", "warning", "--ws", "websockets-sansio", "--no-access-log", "--ws-max-size", "1048576"]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())
+
+
+async def server_wait(server: subprocess.Popen, port: int, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                return False
+            await asyncio.sleep(0.2)
+
+
+def server_processes(server: subprocess.Popen) -> list:
+    import psutil
+
+    root = psutil.Process(server.pid)
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_total(procs: list):
+    """Summed user/system CPU seconds of the console's processes (a supervisor and its workers)."""
+    from types import SimpleNamespace
+
+    user = system = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except Exception:  # noqa: BLE001 - a worker that exited counts nothing
+            continue
+        user += times.user
+        system += times.system
+    return SimpleNamespace(user=user, system=system)
+
+
 def main() -> int:
     args = parse_args()
     if args.role == "dashboards":
         return asyncio.run(dashboards_main(args))
+    if args.role == "agents":
+        return asyncio.run(agents_main(args))
     return asyncio.run(asyncio.wait_for(main_async(args), timeout=args.warmup + args.duration + 120))
 
 

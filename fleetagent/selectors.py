@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import Avg, F
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from fleetagent.models import GpuSample, Node, NodeAction, NodeState
@@ -135,27 +136,45 @@ def _reading(row: dict) -> dict:
     return {k: row[k] for k in GPU_FIELDS}
 
 
-_SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb")
+_SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb", "temperature_c", "power_w")
+_CHART_FIELDS = ("utilization", "vram_used_mb", "vram_total_mb", "temperature_c", "power_w")
 
 
 def gpu_series(*, node: Node, minutes: int = 10) -> dict:
-    """Time series for one node's charts: 1 s rows for windows within the hour, 1 min rollups beyond."""
+    """Per-GPU series for one node's charts: 1 s rows within the hour; beyond it the stored
+    1 min rollups, joined by the last hour's 1 s rows averaged per minute (not yet rolled up)."""
     now = timezone.now()
     since = now - timedelta(minutes=minutes)
-    resolution = GpuSample.RESOLUTION_RAW if minutes <= 60 else GpuSample.RESOLUTION_MINUTE
-    rows = (
-        GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
-        .order_by("at")
-        .values("gpu_index", "at", *_SERIES_FIELDS)
-    )
+    if minutes <= 60:
+        resolution = GpuSample.RESOLUTION_RAW
+        rows = list(
+            GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
+            .order_by("at")
+            .values("gpu_index", "at", *_SERIES_FIELDS)
+        )
+    else:
+        resolution = GpuSample.RESOLUTION_MINUTE
+        rollups = list(
+            GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
+            .order_by("at")
+            .values("gpu_index", "at", *_SERIES_FIELDS)
+        )
+        newest = rollups[-1]["at"] if rollups else since
+        recent = (
+            GpuSample.objects.filter(node=node, resolution_s=GpuSample.RESOLUTION_RAW, at__gte=newest)
+            .annotate(minute=TruncMinute("at"))
+            .values("gpu_index", "minute")
+            .annotate(**{k: Avg(k) for k in _SERIES_FIELDS})
+            .order_by("minute")
+        )
+        rows = rollups + [{**r, "at": r.pop("minute")} for r in recent if r["minute"] > newest]
     series: dict[int, dict] = {}
     for row in rows:
-        s = series.setdefault(row["gpu_index"], {"t": [], "utilization": [], "vram_used_mb": [], "vram_total_mb": []})
+        s = series.setdefault(row["gpu_index"], {"t": [], **{k: [] for k in _CHART_FIELDS}})
         s["t"].append(row["at"].timestamp())
-        s["utilization"].append(row["utilization"])
-        s["vram_used_mb"].append(row["vram_used_mb"])
-        s["vram_total_mb"].append(row["vram_total_mb"])
-    return {"resolution_s": resolution, "gpus": {str(k): v for k, v in sorted(series.items())}}
+        for k in _CHART_FIELDS:
+            s[k].append(row[k])
+    return {"resolution_s": resolution, "minutes": minutes, "gpus": {str(k): v for k, v in sorted(series.items())}}
 
 
 def node_action_list(*, node: Node | None = None, limit: int = 50) -> list[NodeAction]:

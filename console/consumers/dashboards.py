@@ -27,9 +27,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         await self.accept()
+        # Registered first but held: a batch fanned out while the snapshot is read is sent after
+        # it (newer news), instead of being missed because it went out before we joined.
+        outbox = hub.dashboard_add(self, held=True)
         nodes = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())()
         await self.send(dashboard_message("snapshot", [node_for_wire(n) for n in nodes]))
-        hub.dashboard_add(self)  # after the snapshot, so no batch overtakes it
+        outbox.release()
 
     async def disconnect(self, code) -> None:
         hub.dashboard_remove(self)

@@ -67,9 +67,10 @@ class FleetHub:
             )
             self._relay_task = loop.create_task(self._relay(), name="fleet-hub-relay")
 
-    def dashboard_add(self, consumer) -> None:
+    def dashboard_add(self, consumer, *, held: bool = False) -> DashboardOutbox:
         self._ensure_running()
-        self._dashboards[consumer] = DashboardOutbox(consumer)
+        outbox = self._dashboards[consumer] = DashboardOutbox(consumer, held=held)
+        return outbox
 
     def dashboard_remove(self, consumer) -> None:
         outbox = self._dashboards.pop(consumer, None)
@@ -214,10 +215,13 @@ OUTBOX_MAX = 10
 class DashboardOutbox:
     """One dashboard's pending batches, sent by its own task in arrival order."""
 
-    def __init__(self, consumer) -> None:
+    def __init__(self, consumer, *, held: bool = False) -> None:
         self.consumer = consumer
         self.pending: collections.deque[str] = collections.deque(maxlen=OUTBOX_MAX)
         self.ready = asyncio.Event()
+        self.released = asyncio.Event()
+        if not held:
+            self.released.set()
         self.dropped = 0
         self.task = asyncio.get_running_loop().create_task(self._pump(), name="fleet-dashboard-outbox")
 
@@ -227,7 +231,11 @@ class DashboardOutbox:
         self.pending.append(text)
         self.ready.set()
 
+    def release(self) -> None:
+        self.released.set()
+
     async def _pump(self) -> None:
+        await self.released.wait()
         while True:
             await self.ready.wait()
             self.ready.clear()

@@ -10,7 +10,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from console.ops.access import staff_required
-from fleetagent.models import Node, NodeAction
+from console.ops.selectors import fleet_summary
+from fleetagent.models import Node, NodeAction, NodeState
 from fleetagent.protocol import ACTIONS
 from fleetagent.selectors import (
     OVERHEAT_C,
@@ -38,8 +39,9 @@ def dashboard(request):
         request,
         "ops/dashboard.html",
         {
-            "nodes": nodes,
+            "summary": fleet_summary(),
             "alerts": fleet_alerts(snapshots=nodes),
+            "states": NodeState.values,
             "actions": node_action_list(limit=20),
             "page_settings": _page_settings(),
         },
@@ -59,7 +61,7 @@ def node_detail(request, name: str):
             "alerts": fleet_alerts(snapshots=[snapshot]),
             "series": gpu_series(node=node, minutes=10),
             "actions": node_action_list(node=node, limit=50),
-            "page_settings": {**_page_settings(), "node": node.name},
+            "page_settings": {**_page_settings(), "node": node.name, "node_id": node.pk},
         },
     )
 
