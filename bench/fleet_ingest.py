@@ -270,6 +270,7 @@ async def main_async(args) -> int:
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
     port = args.port or _free_port()
     server = server_start(port, workers=args.workers)
+    print(f"console pid {server.pid} on port {port}", file=sys.stderr)
     try:
         if not await server_wait(server, port):
             print("uvicorn did not start", file=sys.stderr)
@@ -369,6 +370,9 @@ def server_start(port: int, *, workers: int = 1) -> subprocess.Popen:
     """uvicorn on 127.0.0.1:port; ``workers`` > 1 is several console processes sharing the fleet."""
     args = [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--log-level", "warning", "--ws", "websockets-sansio", "--no-access-log", "--ws-max-size", "1048576"]
+    # One compressor per browser per batch (20 times the same text) costs more CPU than the
+    # console has; batches are compact JSON already.
+    args += ["--ws-per-message-deflate", "false"]
     if workers > 1:
         args += ["--workers", str(workers)]
     return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -64,6 +65,16 @@ class AgentConsumer(AsyncWebsocketConsumer):
     refused_unsaved = 0
     refused_message = ""
     refused_saved_at = 0.0
+
+    async def dispatch(self, message) -> None:
+        # Channels runs close_old_connections on asgiref's one shared thread before every
+        # message. A sample touches no database, and at 625 frames/s those hops queue every
+        # frame behind each other; the handlers' own database_sync_to_async calls close old
+        # connections themselves, before and after.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         embedded_node_id = self.scope.get(EMBEDDED_SCOPE_KEY)
