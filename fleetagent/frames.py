@@ -257,6 +257,9 @@ def _sample(data: dict, now: float) -> dict:
     node = _object(data.get("node"), "node") or {}
     stats = _fields(node, _NODE_SCHEMA, "node.")
     stats["draining"] = _bool(node.get("draining"), "node.draining")
+    stats["jobs_total"] = _outcome_counts(node.get("jobs_total"))
+    stats["job_seconds"] = _histogram(node.get("job_seconds"), "node.job_seconds", protocol.JOB_SECONDS_BUCKETS)
+    stats["job_rtf"] = _histogram(node.get("job_rtf"), "node.job_rtf", protocol.JOB_RTF_BUCKETS)
     return {
         "seq": _number(data.get("seq", 0), "seq", 0, COUNT_MAX, integer=True),
         "ts": ts,
@@ -264,6 +267,38 @@ def _sample(data: dict, now: float) -> dict:
         "host": _fields(host, _HOST_SCHEMA, "host.") if host is not None else None,
         "node": stats,
     }
+
+
+OUTCOMES_MAX = 8
+
+
+def _outcome_counts(raw) -> dict | None:
+    raw = _object(raw, "node.jobs_total")
+    if raw is None:
+        return None
+    if len(raw) > OUTCOMES_MAX:
+        raise _Bad(f"node.jobs_total has more than {OUTCOMES_MAX} outcomes")
+    out = {}
+    for key, value in raw.items():
+        # Label values in /metrics: a short word, never free text.
+        if not (isinstance(key, str) and 0 < len(key) <= 20 and key.replace("_", "").isalpha() and key.isascii()):
+            raise _Bad("node.jobs_total outcomes must be short lowercase words")
+        out[key.lower()] = _number(value, f"node.jobs_total.{key}", 0, COUNT_MAX, integer=True)
+    return out
+
+
+def _histogram(raw, name: str, edges: tuple[float, ...]) -> dict | None:
+    raw = _object(raw, name)
+    if raw is None:
+        return None
+    buckets = _list(raw.get("buckets"), f"{name}.buckets", len(edges))
+    if len(buckets) != len(edges):
+        raise _Bad(f"{name}.buckets must have {len(edges)} counts, one per edge")
+    counts = [_number(b, f"{name}.buckets[{i}]", 0, COUNT_MAX, integer=True) for i, b in enumerate(buckets)]
+    count = _number(raw.get("count"), f"{name}.count", 0, COUNT_MAX, integer=True)
+    if any(a > b for a, b in zip(counts, counts[1:], strict=False)) or (counts and counts[-1] > count):
+        raise _Bad(f"{name}: bucket counts must be cumulative and at most count")
+    return {"buckets": counts, "sum": _number(raw.get("sum"), f"{name}.sum", 0, 1e15), "count": count}
 
 
 def _hello(data: dict, now: float) -> dict:

@@ -19,7 +19,8 @@ temperature_c, power_w, power_limit_w, sm_clock_mhz, throttle_reasons, ecc_error
 xid_errors, processes: [{pid, vram_used_mb}]. A CPU-mode agent sends ``gpus: []`` and
 ``nvml: false``; its host block carries the figures instead.
 NODE stats keys: jobs_running, jobs_queued, success_rate_5m, success_rate_1h, jobs_5m,
-jobs_1h, latency_p50_s, latency_p95_s, rtf_mean, draining.
+jobs_1h, latency_p50_s, latency_p95_s, rtf_mean, draining, and (optional) jobs_total,
+job_seconds, job_rtf: cumulative counts and histograms since the agent started.
 ``ts`` is the agent's wall clock (seconds since the epoch) when the reading was taken;
 dashboards use it to show (and the benchmark to measure) agent -> dashboard latency.
 A GPU reading may also carry ``last_xid`` (the newest XID code, dcgm's meaning of XID).
@@ -84,7 +85,13 @@ NODE_FIELDS = (
     "latency_p95_s",
     "rtf_mean",
     "draining",
+    # Cumulative since the agent started (Prometheus counters and histograms; a restart resets them):
+    "jobs_total",  # {outcome: count}
+    "job_seconds",  # {"buckets": [count <= edge for each JOB_SECONDS_BUCKETS edge], "sum", "count"}
+    "job_rtf",  # the same over JOB_RTF_BUCKETS
 )
+JOB_SECONDS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+JOB_RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 # Close codes the console uses when it refuses an agent (4000-4999 are application codes).
 CLOSE_UNAUTHORIZED = 4401

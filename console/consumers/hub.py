@@ -133,7 +133,8 @@ class FleetHub:
             "ts": sample["ts"],
             "gpus": gpus_as_rows(sample.get("gpus") or []),
             "host": sample.get("host"),
-            "stats": sample.get("node") or {},
+            # The cumulative job histograms are for /metrics (from the database), not for browsers.
+            "stats": {k: v for k, v in (sample.get("node") or {}).items() if k not in CUMULATIVE_STATS},
         }
         self._to_persist.append((node_id, sample))
         if len(self._to_persist) > PERSIST_BACKLOG_MAX:
@@ -249,6 +250,7 @@ class DashboardOutbox:
         self.task.cancel()
 
 
+CUMULATIVE_STATS = frozenset({"jobs_total", "job_seconds", "job_rtf"})
 # What a state change re-reads from the database into a live update.
 SNAPSHOT_STATE_KEYS = (
     "state",

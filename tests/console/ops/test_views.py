@@ -150,13 +150,16 @@ def test_metrics_token(client, gpu_node, settings):
 
 def test_metrics_use_dcgm_names_with_node_and_gpu_labels(staff_client, gpu_node):
     text = staff_client.get("/metrics").content.decode()
-    labels = '{gpu="0",node="gpu-a",modelName="NVIDIA A10",Hostname="h1"}'
-    assert f"DCGM_FI_DEV_GPU_UTIL{labels} 55" in text
-    assert f"DCGM_FI_DEV_FB_USED{labels} 6100" in text
+    labels = '{Hostname="h1",UUID="",device="nvidia0",gpu="0",node="gpu-a"}'
+    assert f"DCGM_FI_DEV_GPU_UTIL{labels} 55.0" in text
+    assert f"DCGM_FI_DEV_FB_USED{labels} 6100.0" in text
+    assert f"DCGM_FI_DEV_FB_FREE{labels} 16928.0" in text
     assert f"DCGM_FI_DEV_POWER_USAGE{labels} 120.5" in text
-    assert f"DCGM_FI_DEV_XID_ERRORS{labels} 2" in text
+    # dcgm's meaning: the value of the last XID (none reported here), not a count.
+    assert f"DCGM_FI_DEV_XID_ERRORS{labels} 0.0" in text
+    assert f"voxfleet_gpu_xid_errors_total{labels} 2.0" in text
     assert "# TYPE DCGM_FI_DEV_GPU_UTIL gauge" in text
-    assert 'voxfleet_node_up{node="gpu-a"} 1' in text
-    assert 'voxfleet_node_state{node="gpu-a",state="online"} 1' in text
-    assert 'voxfleet_node_jobs_queued{node="gpu-a"} 3' in text
-    assert 'voxfleet_node_success_rate_5m{node="gpu-a"} 0.75' in text
+    assert 'voxfleet_node_up{node="gpu-a"} 1.0' in text
+    assert 'voxfleet_node_state{node="gpu-a",state="online"} 1.0' in text
+    assert 'voxfleet_node_jobs_queued{node="gpu-a"} 3.0' in text
+    assert "latency_p95" not in text and "success_rate" not in text  # no precomputed percentiles
