@@ -35,7 +35,7 @@ def _agent() -> AgentClient:
     )
 
 
-@pytest.mark.django_db(transaction=True)  # drain() reads the node's job counts
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # drain() reads job counts
 @pytest.mark.parametrize("want", [True, False])
 async def test_the_agent_takes_the_desired_state_from_welcome(want):
     agent = _agent()
