@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Avg, Max, Q
+from django.db.models import Avg, Case, Max, Q, Value, When
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -84,16 +84,16 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
     }
     if hello.get("gpu_model"):
         fields["gpu_model"] = str(hello["gpu_model"])[:64]
-    with transaction.atomic():
-        node = Node.objects.select_for_update().get(pk=node_id)
-        # A restart in progress ends when the agent comes back (a crashed agent re-registers);
-        # draining is an ops decision and survives reconnects.
-        if node.state in (NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING):
-            fields["state"] = NodeState.DRAINING if node.drained else NodeState.ONLINE
-            fields["state_reason"] = "drained by ops" if node.drained else ""
-        Node.objects.filter(pk=node_id).update(**fields)
-    node.refresh_from_db()
-    return node
+    # Two conditional UPDATEs, no row lock held across round trips: 625 agents say hello at
+    # once after a console restart, while the heartbeat UPDATE touches every node each second.
+    Node.objects.filter(pk=node_id).update(**fields)
+    # A restart in progress ends when the agent comes back (a crashed agent re-registers);
+    # draining is an ops decision (Node.drained) and survives reconnects.
+    Node.objects.filter(pk=node_id, state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING)).update(
+        state=Case(When(drained=True, then=Value(NodeState.DRAINING)), default=Value(NodeState.ONLINE)),
+        state_reason=Case(When(drained=True, then=Value("drained by ops")), default=Value("")),
+    )
+    return Node.objects.get(pk=node_id)
 
 
 def node_agent_disconnect(*, node_id: int, channel_name: str) -> None:

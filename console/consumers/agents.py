@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.consumers.hub import hub
+from console.consumers.wire import off_the_shared_thread
 from console.errors import NotFound, VoxfleetError
 from fleetagent import frames, protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
@@ -30,6 +31,12 @@ from fleetagent.services import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _db(fn):
+    """database_sync_to_async off asgiref's one shared thread where the database allows it:
+    625 hellos after a console restart must not queue one behind the other (nor every ack)."""
+    return database_sync_to_async(fn, thread_sensitive=not off_the_shared_thread())
 
 
 def bearer_token(scope) -> str:
@@ -84,7 +91,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.accept()
             return
         try:
-            self.node = await database_sync_to_async(node_authenticate)(token=bearer_token(self.scope))
+            self.node = await _db(node_authenticate)(token=bearer_token(self.scope))
         except NotFound:
             logger.warning("agent refused: unknown or revoked node token from %s", self.scope.get("client"))
             await self.close(code=protocol.CLOSE_UNAUTHORIZED)
@@ -95,7 +102,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if self.node is not None:
             await self._refusals_save()
         if self.node is not None and self.registered:
-            await database_sync_to_async(node_agent_disconnect)(node_id=self.node.pk, channel_name=self.channel_name)
+            await _db(node_agent_disconnect)(node_id=self.node.pk, channel_name=self.channel_name)
             hub.node_state_changed(self.node.pk)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
@@ -134,18 +141,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         count, self.refused_unsaved = self.refused_unsaved, 0
         self.refused_saved_at = time.monotonic()
-        await database_sync_to_async(node_frames_refused)(
-            node_id=self.node.pk, count=count, message=self.refused_message
-        )
+        await _db(node_frames_refused)(node_id=self.node.pk, count=count, message=self.refused_message)
         hub.node_state_changed(self.node.pk)
 
     async def on_hello(self, message: dict) -> None:
         self.version = message["v"]
-        self.node = await database_sync_to_async(node_agent_connect)(
-            node_id=self.node.pk, channel_name=self.channel_name, hello=message
-        )
+        self.node = await _db(node_agent_connect)(node_id=self.node.pk, channel_name=self.channel_name, hello=message)
         self.registered = True
-        await database_sync_to_async(node_desired_state_reconcile)(
+        await _db(node_desired_state_reconcile)(
             node=self.node, agent_draining=message["draining"], protocol_version=self.version
         )
         hub.node_state_changed(self.node.pk)
@@ -165,7 +168,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def on_ack(self, message: dict) -> None:
         try:
-            await database_sync_to_async(node_action_acknowledge)(
+            await _db(node_action_acknowledge)(
                 node_id=self.node.pk,
                 command_id=message["command_id"],
                 ok=message["ok"],
