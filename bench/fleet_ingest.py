@@ -149,6 +149,7 @@ class Results:
         self.received_gpu_readings = 0
         self.dashboard_messages = 0
         self.latencies: list[float] = []
+        self.server_latencies: list[float] = []  # agent ts -> the console encoding the batch (sent_at)
         self.measuring = False
         self.agent_errors = 0
 
@@ -226,6 +227,7 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
                 if node.get("gpus") and node.get("ts"):
                     res.received_gpu_readings += len(node["gpus"])
                     res.latencies.append(now - node["ts"])
+                    res.server_latencies.append(msg["sent_at"] - node["ts"])
 
 
 async def dashboards_main(args) -> int:
@@ -233,6 +235,7 @@ async def dashboards_main(args) -> int:
     window = tuple(args.window)
     await asyncio.gather(*(run_dashboard(args.url, args.cookie, window, res) for _ in range(args.dashboards)))
     lat = [x * 1000 for x in res.latencies]
+    srv = [x * 1000 for x in res.server_latencies]
     me = psutil_process().cpu_times()
     print(
         json.dumps(
@@ -243,6 +246,8 @@ async def dashboards_main(args) -> int:
                 "p50": statistics.median(lat) if lat else None,
                 "p95": pct(lat, 0.95) if lat else None,
                 "max": max(lat) if lat else None,
+                "server_p50": statistics.median(srv) if srv else None,
+                "server_p95": pct(srv, 0.95) if srv else None,
                 "cpu_s": me.user + me.system,
             }
         )
@@ -352,6 +357,10 @@ async def main_async(args) -> int:
         print(
             f"  agent->dashboard latency: p50 {dash['p50']:.0f} ms, p95 {dash['p95']:.0f} ms, "
             f"max {dash['max']:.0f} ms  (n={dash['n']})"
+        )
+        print(
+            f"    of which in the console (agent ts -> batch encoded): p50 {dash['server_p50']:.0f} ms, "
+            f"p95 {dash['server_p95']:.0f} ms; the rest is the socket and the dashboard clients' own queue"
         )
     print(
         f"  CPU: server (uvicorn, {args.workers} process{'es' if args.workers > 1 else ''}) "
