@@ -17,3 +17,12 @@ def fleet_summary() -> dict:
         "gpus": f"{totals['gpus'] or 0:,}",
         "jobs": f"{totals['running'] or 0} running, {totals['queued'] or 0} queued",
     }
+
+
+def fleet_state_alerts(*, limit: int = 30) -> list[dict]:
+    """Offline and stuck nodes (newest heartbeat first), in fleet_alerts' shape, without GPU readings."""
+    nodes = Node.objects.filter(state__in=(NodeState.OFFLINE, NodeState.STUCK)).order_by("-last_seen_at", "name")
+    return [
+        {"node": n.name, "kind": n.state, "message": n.state_reason or n.state}
+        for n in nodes.only("name", "state", "state_reason", "last_seen_at")[:limit]
+    ]

@@ -10,7 +10,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from console.ops.access import staff_required
-from console.ops.selectors import fleet_summary
+from console.ops.selectors import fleet_state_alerts, fleet_summary
 from fleetagent.models import Node, NodeAction, NodeState
 from fleetagent.protocol import ACTIONS
 from fleetagent.selectors import (
@@ -34,13 +34,14 @@ def _page_settings() -> dict:
 
 @staff_required
 def dashboard(request):
-    nodes = node_snapshot_list()
+    # Node-state alerts from the node table alone: the GPU readings (5,000 of them) come with
+    # the websocket's snapshot a moment later, and the page's JS lists their alerts too.
     return render(
         request,
         "ops/dashboard.html",
         {
             "summary": fleet_summary(),
-            "alerts": fleet_alerts(snapshots=nodes),
+            "alerts": fleet_state_alerts(),
             "states": NodeState.values,
             "actions": node_action_list(limit=20),
             "page_settings": _page_settings(),

@@ -91,9 +91,15 @@ def test_outsider_cannot_restart(outsider_client, gpu_node):
 def test_dashboard_renders_nodes_alerts_and_local_plotly(staff_client, gpu_node):
     body = staff_client.get("/ops/").content.decode()
     assert "/static/vendor/plotly/plotly.min.js" in body and "cdn" not in body.lower()
-    assert "gpu-a" in body and "/ws/ops/fleet/" in body
-    assert "overheat" in body and "XID" in body  # GPU at 91 °C with 2 XIDs
+    assert "1 online" in body and "/ws/ops/fleet/" in body  # the summary line; nodes come live
+    assert "js/ops_fleet.js" in body and 'id="gpu-wall"' in body  # GPU alerts come live (websocket snapshot)
     assert 'id="confirm-action"' in body  # actions ask for confirmation
+
+
+def test_dashboard_lists_offline_and_stuck_nodes_first(staff_client, gpu_node):
+    Node.objects.filter(pk=gpu_node.pk).update(state="stuck", state_reason="1 job(s) running past their deadline")
+    body = staff_client.get("/ops/").content.decode()
+    assert "past their deadline" in body and "<strong>stuck</strong>" in body
 
 
 def test_node_detail_shows_series_and_audit(staff_client, gpu_node):
