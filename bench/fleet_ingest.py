@@ -384,7 +384,10 @@ def server_start(port: int, *, workers: int = 1) -> subprocess.Popen:
     args += ["--ws-per-message-deflate", "false"]
     if workers > 1:
         args += ["--workers", str(workers)]
-    return subprocess.Popen(args, cwd=ROOT, env=os.environ.copy())
+    # DEBUG off, as in production: DEBUG keeps every SQL statement in memory (CursorDebugWrapper)
+    # and makes WhiteNoise look at the disk on every static request.
+    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "0")}
+    return subprocess.Popen(args, cwd=ROOT, env=env)
 
 
 async def server_wait(server: subprocess.Popen, port: int, timeout_s: float = 60.0) -> bool:

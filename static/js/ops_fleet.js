@@ -3,11 +3,11 @@
 // work); a timer renders at most once a second and touches only what changed.
 (function () {
   "use strict";
-  const {cfg, fmt, setText, el, FleetStore, liveState, connectLive, actionsWire, auditAppend, alertsOf} = window.Ops;
+  const {timing, cfg, fmt, setText, el, FleetStore, liveState, connectLive, actionsWire, auditAppend, alertsOf} = window.Ops;
 
   const RENDER_EVERY_MS = 1000;
-  const CHART_EVERY_MS = 3000;
-  const CHART_POINTS = 300; // 15 min at one point per 3 s
+  const CHART_EVERY_MS = 2000;
+  const CHART_POINTS = 450; // 15 min at one point per 2 s
   const PAGE_SIZE = 50;
   const ALERTS_SHOWN = 30;
   const STATES = ["online", "draining", "restarting", "stuck", "offline"];
@@ -342,39 +342,94 @@
     if (current.length !== wanted.length || current.some((tr, i) => tr !== wanted[i])) tbody.replaceChildren(...wanted);
   }
 
-  // --- aggregate charts -------------------------------------------------------------------
-  const plotCfg = {displayModeBar: false, responsive: true};
-  const baseLayout = (title, y) => ({title: {text: title, font: {size: 13}}, margin: {t: 30, r: 10, b: 30, l: 45}, height: 220,
-    xaxis: {type: "date"}, yaxis: y, showlegend: true, legend: {orientation: "h", y: -0.25}});
-  const band = (name, colour) => [
-    {x: [], y: [], name: `${name} mean`, mode: "lines", line: {color: colour, width: 2}, type: "scatter"},
-    {x: [], y: [], name: `${name} p95`, mode: "lines", line: {color: colour, width: 0.5}, fill: "tonexty", fillcolor: colour.replace("rgb", "rgba").replace(")", ",0.2)"), type: "scatter"},
-  ];
-  const charts = {
-    util: document.getElementById("chart-util"),
-    vram: document.getElementById("chart-vram"),
-    states: document.getElementById("chart-states"),
-  };
-  const STATE_COLOURS = {online: "#16a34a", draining: "#d97706", restarting: "#2563eb", stuck: "#9333ea", offline: "#dc2626"};
-  let chartsReady = false;
-  // plotly.js (3 MB) loads async: the wall and the table must not wait for it.
-  function chartsInit() {
-    if (chartsReady || !window.Plotly) return;
-    chartsReady = true;
-    Plotly.newPlot(charts.util, band("utilization", "rgb(37,99,235)"), baseLayout("GPU utilization, fleet (%)", {range: [0, 100]}), plotCfg);
-    Plotly.newPlot(charts.vram, band("VRAM used", "rgb(147,51,234)"), baseLayout("VRAM used, fleet (% of each GPU)", {range: [0, 100]}), plotCfg);
-    Plotly.newPlot(charts.states, STATES.map((s) => ({x: [], y: [], name: s, stackgroup: "nodes", mode: "lines", line: {width: 0.5, color: STATE_COLOURS[s]}, type: "scatter"})),
-      baseLayout("Nodes by state", {rangemode: "tozero"}), plotCfg);
+  // --- aggregate charts: small canvas charts (a full plotly redraw per point was the page's
+  // longest task; these draw in a millisecond or two) -----------------------------------
+  class TimeChart {
+    constructor(el, {title, series, max, stacked}) {
+      this.el = el; this.series = series; this.max = max; this.stacked = stacked;
+      this.points = []; // [t, values...]
+      el.classList.add("time-chart");
+      const head = el.appendChild(document.createElement("div"));
+      head.className = "time-chart-title";
+      head.textContent = title;
+      this.canvas = el.appendChild(document.createElement("canvas"));
+      this.legend = el.appendChild(document.createElement("div"));
+      this.legend.className = "time-chart-legend";
+      for (const s of series) {
+        const item = this.legend.appendChild(document.createElement("span"));
+        const swatch = item.appendChild(document.createElement("i"));
+        swatch.style.background = s.colour;
+        item.append(s.name);
+      }
+    }
+    push(t, values) {
+      this.points.push([t, ...values]);
+      if (this.points.length > CHART_POINTS) this.points.shift();
+      this.draw();
+    }
+    draw() {
+      const ratio = window.devicePixelRatio || 1, w = this.el.clientWidth || 300, h = 170;
+      const c = this.canvas;
+      if (c.width !== w * ratio) { c.width = w * ratio; c.height = h * ratio; c.style.width = `${w}px`; c.style.height = `${h}px`; }
+      const g = c.getContext("2d");
+      g.setTransform(ratio, 0, 0, ratio, 0, 0);
+      g.clearRect(0, 0, w, h);
+      const left = 34, right = w - 6, top = 6, bottom = h - 18;
+      const pts = this.points;
+      const totals = pts.map((p) => (this.stacked ? p.slice(1).reduce((a, b) => a + (b || 0), 0) : Math.max(...p.slice(1).map((v) => v || 0))));
+      const ymax = this.max || Math.max(1, ...totals) * 1.1;
+      const t1 = pts.length ? pts[pts.length - 1][0] : Date.now(), t0 = t1 - CHART_POINTS * CHART_EVERY_MS;
+      const X = (t) => left + ((t - t0) / (t1 - t0 || 1)) * (right - left), Y = (v) => bottom - (v / ymax) * (bottom - top);
+      g.strokeStyle = "#e5e7eb"; g.fillStyle = "#6b7280"; g.font = "10px system-ui, sans-serif"; g.lineWidth = 1;
+      for (let i = 0; i <= 4; i++) {
+        const v = (ymax * i) / 4, y = Y(v);
+        g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
+        g.fillText(v >= 10 ? v.toFixed(0) : v.toFixed(1), 2, y + 3);
+      }
+      for (let m = 0; m <= 15; m += 5) {
+        const x = X(t1 - m * 60000);
+        if (x >= left) g.fillText(m ? `-${m} min` : "now", Math.min(x - 10, right - 24), h - 4);
+      }
+      if (pts.length < 2) return;
+      if (this.stacked) {
+        const base = pts.map(() => 0);
+        this.series.forEach((s, k) => {
+          g.beginPath();
+          pts.forEach((p, i) => { const y = Y(base[i] + (p[k + 1] || 0)); i ? g.lineTo(X(p[0]), y) : g.moveTo(X(p[0]), y); });
+          for (let i = pts.length - 1; i >= 0; i--) g.lineTo(X(pts[i][0]), Y(base[i]));
+          g.closePath(); g.fillStyle = s.colour; g.globalAlpha = 0.7; g.fill(); g.globalAlpha = 1;
+          pts.forEach((p, i) => { base[i] += p[k + 1] || 0; });
+        });
+        return;
+      }
+      // Series 0 is the mean (a line), series 1 the p95: the band between them is filled.
+      const [mean, p95] = this.series;
+      g.beginPath();
+      pts.forEach((p, i) => { const y = Y(p[2] ?? 0); i ? g.lineTo(X(p[0]), y) : g.moveTo(X(p[0]), y); });
+      for (let i = pts.length - 1; i >= 0; i--) g.lineTo(X(pts[i][0]), Y(pts[i][1] ?? 0));
+      g.closePath(); g.fillStyle = p95.colour; g.globalAlpha = 0.25; g.fill(); g.globalAlpha = 1;
+      for (const [k, s, width] of [[2, p95, 1], [1, mean, 2]]) {
+        g.beginPath(); g.strokeStyle = s.colour; g.lineWidth = width;
+        pts.forEach((p, i) => { const y = Y(p[k] ?? 0); i ? g.lineTo(X(p[0]), y) : g.moveTo(X(p[0]), y); });
+        g.stroke();
+      }
+    }
   }
-  const plotlyScript = document.getElementById("plotly-js");
-  if (window.Plotly) chartsInit(); else plotlyScript.addEventListener("load", () => setTimeout(chartsInit, 0));
+  const STATE_COLOURS = {online: "#16a34a", draining: "#d97706", restarting: "#2563eb", stuck: "#9333ea", offline: "#dc2626"};
+  const charts = {
+    util: new TimeChart(document.getElementById("chart-util"), {title: "GPU utilization, fleet (%): mean, band to p95", max: 100,
+      series: [{name: "mean", colour: "#2563eb"}, {name: "p95", colour: "#60a5fa"}]}),
+    vram: new TimeChart(document.getElementById("chart-vram"), {title: "VRAM used, fleet (% of each GPU): mean, band to p95", max: 100,
+      series: [{name: "mean", colour: "#7e22ce"}, {name: "p95", colour: "#c084fc"}]}),
+    states: new TimeChart(document.getElementById("chart-states"), {title: "Nodes by state", stacked: true,
+      series: STATES.map((s) => ({name: s, colour: STATE_COLOURS[s]}))}),
+  };
   function renderCharts(f) {
-    if (!chartsReady) return;
-    const t = new Date();
-    // One chart per task: each redraw is a few ms, three in a row could make one long task.
-    setTimeout(() => Plotly.extendTraces(charts.util, {x: [[t], [t]], y: [[f.utilMean], [f.utilP95]]}, [0, 1], CHART_POINTS), 0);
-    setTimeout(() => Plotly.extendTraces(charts.vram, {x: [[t], [t]], y: [[f.vramMean], [f.vramP95]]}, [0, 1], CHART_POINTS), 0);
-    setTimeout(() => Plotly.extendTraces(charts.states, {x: STATES.map(() => [t]), y: STATES.map((s) => [f.counts[s] || 0])}, STATES.map((_, i) => i), CHART_POINTS), 0);
+    const started = performance.now(), t = Date.now();
+    charts.util.push(t, [f.utilMean, f.utilP95]);
+    charts.vram.push(t, [f.vramMean, f.vramP95]);
+    charts.states.push(t, STATES.map((s) => f.counts[s] || 0));
+    timing.note("chart", performance.now() - started);
   }
 
   // --- the render loop ----------------------------------------------------------------------
@@ -404,6 +459,7 @@
     perf.ages.push({at: now, p50: quantile(ages, 0.5), max: ages.length ? ages[ages.length - 1] : null, ms: performance.now() - started});
     if (perf.ages.length > 600) perf.ages.shift();
     if (perf.firstRenderMs === null && store.nodes.size) perf.firstRenderMs = performance.now();
+    else timing.note("render", performance.now() - started);
   }
   function tick() {
     if (store.receivedAt || wantFull) render();
@@ -423,6 +479,6 @@
     if (!firstDone) { firstDone = true; render(); }
   });
   setInterval(tick, RENDER_EVERY_MS);
-  window.addEventListener("resize", () => { wantFull = true; });
+  window.addEventListener("resize", () => { wantFull = true; for (const c of Object.values(charts)) c.draw(); });
   actionsWire();
 })();
