@@ -1,6 +1,6 @@
 """``/metrics``: the whole fleet in Prometheus text format, named like dcgm-exporter.
 
-What is exposed is console.ops.prometheus (prometheus_client). Readable by a staff session or
+What is exposed is console.prometheus (prometheus_client). Readable by a staff session or
 ``Authorization: Bearer <METRICS_TOKEN>`` (Prometheus scrapers).
 """
 
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
-from console.ops.prometheus import CONTENT_TYPE, metrics_text
+from console.prometheus import CONTENT_TYPE, metrics_text
 
 
 def _token_ok(request) -> bool:

@@ -106,7 +106,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First, so it times and counts every answer (voxfleet_http_requests_total by route and status).
-    "console.ops.prometheus.http_metrics_middleware",
+    "console.prometheus.http_metrics_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

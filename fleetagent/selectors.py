@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Avg, F
+from django.db.models import Avg, Count, F, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from fleetagent.models import GpuSample, Node, NodeAction, NodeState
+from fleetagent.choices import NodeState
+from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.protocol import GPU_FIELDS
 
 
@@ -211,3 +212,26 @@ def fleet_alerts(*, snapshots: list[dict]) -> list[dict]:
 
 # Datacenter GPUs start slowing down in the mid-80s °C; warn before they do.
 OVERHEAT_C = 85.0
+
+
+# --- the fleet page at fleet size: from the node table alone ---------------------------------
+
+
+def fleet_summary() -> dict:
+    """Nodes by state and GPUs registered, from the node table alone (the page's first line)."""
+    by_state = dict(Node.objects.values_list("state").annotate(n=Count("pk")).order_by())
+    totals = Node.objects.aggregate(gpus=Sum("gpu_count"), running=Sum("jobs_running"), queued=Sum("jobs_queued"))
+    return {
+        "nodes": " · ".join(f"{by_state[s]} {s}" for s in NodeState.values if by_state.get(s)) or "no nodes",
+        "gpus": f"{totals['gpus'] or 0:,}",
+        "jobs": f"{totals['running'] or 0} running, {totals['queued'] or 0} queued",
+    }
+
+
+def fleet_state_alerts(*, limit: int = 30) -> list[dict]:
+    """Offline and stuck nodes (newest heartbeat first), in fleet_alerts' shape, without GPU readings."""
+    nodes = Node.objects.filter(state__in=(NodeState.OFFLINE, NodeState.STUCK)).order_by("-last_seen_at", "name")
+    return [
+        {"node": n.name, "kind": n.state, "message": n.state_reason or n.state}
+        for n in nodes.only("name", "state", "state_reason", "last_seen_at")[:limit]
+    ]

@@ -10,12 +10,14 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from console.ops.access import staff_required
-from console.ops.selectors import fleet_state_alerts, fleet_summary
-from fleetagent.models import Node, NodeAction, NodeState
+from fleetagent.choices import NodeState
+from fleetagent.models import Node, NodeAction
 from fleetagent.protocol import ACTIONS
 from fleetagent.selectors import (
     OVERHEAT_C,
     fleet_alerts,
+    fleet_state_alerts,
+    fleet_summary,
     gpu_series,
     node_action_dict,
     node_action_list,
