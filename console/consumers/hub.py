@@ -66,6 +66,9 @@ class FleetHub:
                 self._run(self._persist_once, PERSIST_INTERVAL_S), name="fleet-hub-db"
             )
             self._relay_task = loop.create_task(self._relay(), name="fleet-hub-relay")
+            self._to_publish = collections.deque(maxlen=PUBLISH_BACKLOG_MAX)
+            self._publish_ready = asyncio.Event()
+            self._publish_task = loop.create_task(self._publish(), name="fleet-hub-publish")
 
     def dashboard_add(self, consumer, *, held: bool = False) -> DashboardOutbox:
         self._ensure_running()
@@ -188,14 +191,30 @@ class FleetHub:
             # Encoded once; every dashboard of every process gets this same text.
             text = dashboard_message("nodes", list(updates.values()))
             await self._deliver(text)
-            try:
-                await layer.group_send(HUBS, {"type": "fleet.relay", "text": text, "origin": self.origin})
-            except Exception as exc:  # noqa: BLE001 - our own dashboards got it; other processes catch up
-                if not self._publish_failing:
-                    logger.warning("fleet hub: cannot publish to other processes (%s)", exc)
-                self._publish_failing = True
-            else:
-                self._publish_failing = False
+            # Published by a task of its own: a round trip to Redis with a 200 KB batch must not
+            # stretch the fan-out interval for this process's own dashboards.
+            self._to_publish.append(text)
+            self._publish_ready.set()
+
+    async def _publish(self) -> None:
+        """Batches -> HUBS, in order; while Redis is away the oldest are dropped (PUBLISH_BACKLOG_MAX)."""
+        layer = get_channel_layer()
+        while True:
+            await self._publish_ready.wait()
+            self._publish_ready.clear()
+            while self._to_publish:
+                text = self._to_publish.popleft()
+                try:
+                    await layer.group_send(HUBS, {"type": "fleet.relay", "text": text, "origin": self.origin})
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - our own dashboards got it; other processes catch up
+                    if not self._publish_failing:
+                        logger.warning("fleet hub: cannot publish to other processes (%s)", exc)
+                    self._publish_failing = True
+                    await asyncio.sleep(RELAY_RETRY_S)
+                else:
+                    self._publish_failing = False
 
     async def flush(self, layer=None, *, persist: bool = True) -> None:
         """Persist (optionally) and fan out now (tests; the loops do this on their own)."""
@@ -209,6 +228,8 @@ class FleetHub:
 # forgets everything: renewing this often bounds how long other processes' batches are missed.
 RELAY_REJOIN_S = 2.0
 RELAY_RETRY_S = 0.5
+# Batches waiting to be published to other processes (2 s at 5 per second).
+PUBLISH_BACKLOG_MAX = 10
 # Batches waiting for one slow browser (2 s at 5 per second); beyond that its oldest are dropped.
 OUTBOX_MAX = 10
 
