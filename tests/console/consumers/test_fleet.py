@@ -94,12 +94,17 @@ async def test_agent_samples_are_persisted_and_batched_to_dashboards():
             assert welcome["type"] == "welcome" and welcome["node"] == "gpu-a"
             await agent.send_to(text_data=sample(1, util=40.0))
             await agent.send_to(text_data=sample(2, util=60.0))
-            # One batch carries the node's newest reading (and its state, re-read after hello).
+            # Batches carry the node's newest reading; its job figures come when they change.
+            stats = {}
             batch = json.loads(await dash.receive_from(timeout=5))
-            while not any(n.get("gpus") and readings(batch, n)[0]["utilization"] == 60.0 for n in batch["nodes"]):
+            while True:
+                for n in batch["nodes"]:
+                    stats.update(n.get("stats") or {})
+                if any(n.get("gpus") and readings(batch, n)[0]["utilization"] == 60.0 for n in batch["nodes"]):
+                    break
                 batch = json.loads(await dash.receive_from(timeout=5))
             (update,) = batch["nodes"]
-            assert update["name"] == "gpu-a" and update["stats"]["jobs_queued"] == 2
+            assert update["name"] == "gpu-a" and stats["jobs_queued"] == 2
             await hub.flush(persist=True)  # both samples reached the hub; store them now
     node = await reload(node)
     assert node.state == NodeState.ONLINE and node.gpu_model == "NVIDIA A10" and node.gpu_count == 1
