@@ -37,6 +37,8 @@ class FleetHub:
         self._to_persist: list[tuple[int, dict]] = []
         self._state_changed: set[int] = set()
         self._sent: dict[int, tuple] = {}
+        self._refreshed: dict[int, dict] = {}
+        self._refresh_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._persist_task: asyncio.Task | None = None
@@ -63,7 +65,9 @@ class FleetHub:
             self.relay_joined = asyncio.Event()
             self._persist_lock = asyncio.Lock()
             # Two loops: fan-out must never wait behind a slow database write.
-            self._task = loop.create_task(self._run(self._fanout_once, FANOUT_INTERVAL_S), name="fleet-hub-fanout")
+            self._refreshed = {}
+            self._refresh_task = None
+            self._task = loop.create_task(self._run(self._fanout_tick, FANOUT_INTERVAL_S), name="fleet-hub-fanout")
             self._persist_task = loop.create_task(
                 self._run(self._persist_once, PERSIST_INTERVAL_S), name="fleet-hub-db"
             )
@@ -181,19 +185,28 @@ class FleetHub:
             )
             self._state_changed.update(changed_ids)
 
-    async def _fanout_once(self, layer) -> None:
+    async def _fanout_tick(self, layer) -> None:
+        await self._fanout_once(layer, wait_refresh=False)
+
+    async def _fanout_once(self, layer, *, wait_refresh: bool = True) -> None:
         refresh, self._state_changed = self._state_changed, set()
         updates, self._changed = self._changed, {}
-        if refresh:
-            snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())(
-                node_ids=sorted(refresh)
-            )
-            for snap in snaps:
-                live = updates.get(snap["id"])
-                if live is not None:
-                    live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
-                else:
-                    updates[snap["id"]] = node_for_wire(snap)
+        if refresh and wait_refresh:
+            self._refreshed.update(await self._snapshots(refresh))
+        elif refresh:
+            # Re-read in the background: after a console restart 625 hellos mark 625 nodes
+            # changed, and that read must not hold back everyone's live readings.
+            if self._refresh_task is None or self._refresh_task.done():
+                self._refresh_task = asyncio.get_running_loop().create_task(self._refresh(refresh))
+            else:
+                self._state_changed |= refresh  # next time
+        refreshed, self._refreshed = self._refreshed, {}
+        for node_id, snap in refreshed.items():
+            live = updates.get(node_id)
+            if live is not None:
+                live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
+            else:
+                updates[node_id] = node_for_wire(snap)
         if updates:
             # Encoded once; every dashboard of every process gets this same text.
             text = dashboard_message("nodes", list(updates.values()))
@@ -202,6 +215,19 @@ class FleetHub:
             # stretch the fan-out interval for this process's own dashboards.
             self._to_publish.append(text)
             self._publish_ready.set()
+
+    async def _snapshots(self, node_ids) -> dict[int, dict]:
+        snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())(
+            node_ids=sorted(node_ids)
+        )
+        return {snap["id"]: snap for snap in snaps}
+
+    async def _refresh(self, node_ids) -> None:
+        try:
+            self._refreshed.update(await self._snapshots(node_ids))
+        except Exception:  # noqa: BLE001 - read them again with the next change
+            logger.exception("fleet hub: re-reading %d node(s) failed", len(node_ids))
+            self._state_changed |= set(node_ids)
 
     async def _publish(self) -> None:
         """Batches -> HUBS, in order; while Redis is away the oldest are dropped (PUBLISH_BACKLOG_MAX)."""
