@@ -4,8 +4,9 @@
         .venv/bin/python bench/fleet_ingest.py --hosts 125 --gpus 8 --dashboards 20 --duration 30
 
 Starts ``uvicorn console.asgi:application`` on a loopback port (a subprocess, so its CPU can
-be measured on its own), registers the nodes and a staff user through the real services,
-then runs real websocket clients speaking the agent protocol (hello, then one sample with
+be measured on its own; started by ``tests.support.live_server.console_server_start``, ready
+when /healthz answers), registers the nodes and a staff user through the real services, then
+runs real websocket clients speaking the agent protocol (hello, then one sample with
 every GPU per second, ``ts`` = send time) and dashboard clients with a staff session.
 Prints sustained samples/s (sent, delivered to dashboards, persisted), agent -> dashboard
 latency p50/p95/max (from the sample's ``ts`` to its arrival at each dashboard), and the
@@ -19,9 +20,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/vf_fleet")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
+
+from tests.support.live_server import console_server_start  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,12 +51,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cookie", help=argparse.SUPPRESS)
     p.add_argument("--window", type=float, nargs=2, help=argparse.SUPPRESS)
     return p.parse_args()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup_fleet(hosts: int) -> tuple[list[tuple[str, str]], str]:
@@ -285,13 +280,14 @@ async def main_async(args) -> int:
     from fleetagent import protocol
 
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
-    port = args.port or _free_port()
-    server = server_start(port, workers=args.workers)
-    print(f"console pid {server.pid} on port {port}", file=sys.stderr)
     try:
-        if not await server_wait(server, port):
-            print("uvicorn did not start", file=sys.stderr)
-            return 1
+        server = await asyncio.to_thread(console_start, args.port or None, workers=args.workers)
+    except RuntimeError as exc:
+        print(f"uvicorn did not start: {exc}", file=sys.stderr)
+        return 1
+    port = server.url.rsplit(":", 1)[1]
+    print(f"console pid {server.processes[0].pid} on port {port}", file=sys.stderr)
+    try:
         res = Results()
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
@@ -334,11 +330,7 @@ async def main_async(args) -> int:
         rollup = await sync_to_async(rollup_check)(window[1])
         await asyncio.gather(*agents, return_exceptions=True)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
 
     def cpu(a, b) -> float:
         return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed
@@ -387,37 +379,36 @@ async def main_async(args) -> int:
     return 0
 
 
-def server_start(port: int, *, workers: int = 1) -> subprocess.Popen:
-    """uvicorn on 127.0.0.1:port; ``workers`` > 1 is several console processes sharing the fleet."""
-    args = [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--log-level", "warning", "--ws", "websockets-sansio", "--no-access-log", "--ws-max-size", "1048576"]
+def console_start(port: int | None = None, *, workers: int = 1):
+    """The console under test (tests.support.live_server), ready when /healthz answers."""
+    return console_server_start(
+        # DEBUG off, as in production: DEBUG keeps every SQL statement in memory
+        # (CursorDebugWrapper) and makes WhiteNoise look at the disk on every static request.
+        env={**os.environ, "DEBUG": os.environ.get("DEBUG", "0")},
+        port=port,
+        lifespan=None,
+        ws="websockets-sansio",
+        access_log=False,
+        timeout_s=60,
+        extra_args=server_args(workers),
+    )
+
+
+def server_args(workers: int = 1) -> list[str]:
+    """uvicorn's options past console_server_start's; ``workers`` > 1 is several console processes sharing the fleet."""
+    args = ["--ws-max-size", "1048576"]
     # One compressor per browser per batch (20 times the same text) costs more CPU than the
     # console has; batches are compact JSON already.
     args += ["--ws-per-message-deflate", "false"]
     if workers > 1:
         args += ["--workers", str(workers)]
-    # DEBUG off, as in production: DEBUG keeps every SQL statement in memory (CursorDebugWrapper)
-    # and makes WhiteNoise look at the disk on every static request.
-    env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "0")}
-    return subprocess.Popen(args, cwd=ROOT, env=env)
+    return args
 
 
-async def server_wait(server: subprocess.Popen, port: int, timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                return False
-            await asyncio.sleep(0.2)
-
-
-def server_processes(server: subprocess.Popen) -> list:
+def server_processes(server) -> list:
     import psutil
 
-    root = psutil.Process(server.pid)
+    root = psutil.Process(server.processes[0].pid)
     return [root, *root.children(recursive=True)]
 
 

@@ -130,13 +130,14 @@ async def main_async(args) -> int:
     from asgiref.sync import sync_to_async
 
     nodes, cookie = await sync_to_async(fleet_ingest.setup_fleet)(args.hosts)
-    port = fleet_ingest._free_port()
-    server = fleet_ingest.server_start(port, workers=args.workers)
+    try:
+        server = await asyncio.to_thread(fleet_ingest.console_start, workers=args.workers)
+    except RuntimeError as exc:
+        print(f"uvicorn did not start: {exc}", file=sys.stderr)
+        return 1
+    port = server.url.rsplit(":", 1)[1]
     agents = None
     try:
-        if not await fleet_ingest.server_wait(server, port):
-            print("uvicorn did not start", file=sys.stderr)
-            return 1
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(nodes, f)
         run_s = args.warmup + args.duration + 90
@@ -153,13 +154,13 @@ async def main_async(args) -> int:
         shot.parent.mkdir(parents=True, exist_ok=True)
         result = await asyncio.to_thread(run_browser, f"http://127.0.0.1:{port}", cookie, args, shot)
     finally:
-        for proc in (agents, server):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        if agents is not None and agents.poll() is None:
+            agents.terminate()
+            try:
+                agents.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                agents.kill()
+        server.stop()
     loads = os.getloadavg()
     gpus = args.hosts * args.gpus
     print(

@@ -40,13 +40,14 @@ def _seed(jobs_per_tenant: int) -> None:
     from django.core.management import call_command
 
     from billing.models import Tenant
-    from fleetagent.models import Node
+    from fleetagent.services import node_ensure
     from inference.services import job_create, job_execute
+    from tests.support.fleet import agent_hello
 
     call_command("migrate", verbosity=0, interactive=False)
     call_command("seed_demo", verbosity=0, stdout=open(os.devnull, "w"))
-    node = Node.objects.get(name=settings.EMBEDDED_NODE_NAME)
-    Node.objects.filter(pk=node.pk).update(state="online")
+    # Online as its agent's hello makes it (no agent runs here, so no channel).
+    node = agent_hello(node_ensure(name=settings.EMBEDDED_NODE_NAME), hello={}, channel_name="")
     texts = ["你好，欢迎使用语音合成。", "今天天气很好。", "Hello from Voxfleet.", "我们明天见。"]
     for tenant in Tenant.objects.all():
         for i in range(jobs_per_tenant):

@@ -1,4 +1,6 @@
-"""Billing's enumerations (plan periods, roles, reservation, ledger, payment, plan-change and invoice states): its public constants."""
+"""Billing's public constants: enumerations (plan periods, roles, reservation, ledger, payment,
+plan-change and invoice states, alerts, API key scopes), alert defaults and the session key
+of the selected tenant."""
 
 from __future__ import annotations
 
@@ -64,3 +66,34 @@ class InvoiceLineKind(models.TextChoices):
     OVERAGE = "overage", "overage"
     GPU_RENTAL = "gpu_rental", "GPU rental"
     CUSTOM = "custom", "custom fee"
+
+
+class AlertKind(models.TextChoices):
+    ALLOWANCE_PERCENT = "allowance_percent", "share of the period's allowance used"
+    TOPUP_BELOW = "topup_below", "top-up balance below a number of tokens"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENDING = "sending", "sending"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed (gave up)"
+
+
+class ApiKeyScope(models.TextChoices):
+    SYNTHESIZE = "synthesize", "synthesize (jobs, speech, their audio)"
+    USAGE_READ = "usage:read", "read usage and quota"
+    VOICES_MANAGE = "voices:manage", "manage voices"
+
+
+API_KEY_SCOPES_ALL = [ApiKeyScope.SYNTHESIZE.value, ApiKeyScope.USAGE_READ.value, ApiKeyScope.VOICES_MANAGE.value]
+# Usage alerts a tenant gets without setting any (PRODUCT.md, Plans).
+ALERT_DEFAULT_PERCENTS = [80, 100]
+ALERT_DEFAULT_TOPUP_BELOW = 10_000
+
+
+# The session key under which a logged-in user's selected tenant id is remembered. The portal
+# writes it (switching organisation, accepting an invitation); the portal and the API's
+# session authentication read it through billing.selectors.tenant_for_user, which checks
+# the user still has a seat in that tenant.
+SESSION_TENANT_KEY = "tenant_id"

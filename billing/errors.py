@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.errors import Conflict, NotFound, VoxfleetError
+from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
 
 
 class FeatureNotInPlan(VoxfleetError):
@@ -51,6 +51,11 @@ class InvoiceImmutable(Conflict):
     code = "invoice_immutable"
 
 
+class UnknownPlan(VoxfleetError):
+    code = "unknown_plan"
+    status = 400
+
+
 class InvalidPlanChange(VoxfleetError):
     code = "invalid_plan_change"
     status = 400
@@ -63,3 +68,30 @@ class PaymentFailed(VoxfleetError):
 
 class LedgerImmutable(Conflict):
     code = "ledger_immutable"
+
+
+class TenantSuspended(PermissionDenied):
+    """A suspended tenant (``is_active=False``) may read and pay, not buy, mint keys or change plan."""
+
+    code = "tenant_inactive"
+
+
+class InvitationInvalid(VoxfleetError):
+    """An invitation link that is unknown, used, withdrawn or expired."""
+
+    code = "invitation_invalid"
+    status = 400
+
+
+class ApiKeyCapReached(VoxfleetError):
+    """The API key's monthly token cap would be passed (the tenant's quota may still have room)."""
+
+    code = "api_key_cap_reached"
+    status = 429
+    openai_type = "insufficient_quota"
+
+
+class ApiKeyScopeMissing(PermissionDenied):
+    """The API key was not given the scope this request needs."""
+
+    code = "api_key_scope_missing"

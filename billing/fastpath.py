@@ -19,11 +19,12 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
-from billing.models import LedgerEntry, ReservationStatus, TokenReservation
+from billing.models import AlertPolicy, LedgerEntry, ReservationStatus, TokenReservation
 
 _RES = TokenReservation._meta.db_table
 _LEDGER = LedgerEntry._meta.db_table
 _ACCOUNT = "billing_billingaccount"
+_POLICY = AlertPolicy._meta.db_table
 _RES_FIELDS = [f for f in TokenReservation._meta.concrete_fields]
 _RES_COLUMNS = ", ".join(f'"{f.column}"' for f in _RES_FIELDS)
 
@@ -31,13 +32,13 @@ _RESERVE_SQL = f"""
 WITH acc AS (
     UPDATE {_ACCOUNT} SET allowance_remaining = allowance_remaining - %(tokens)s
     WHERE tenant_id = %(tenant)s AND allowance_remaining >= %(tokens)s AND window_end > %(now)s
-    RETURNING tenant_id, window_start
+    RETURNING tenant_id, window_start, allowance_remaining, allowance_tokens
 ), res AS (
     INSERT INTO {_RES} (tenant_id, tokens, status, idempotency_key, reference, window_start, from_allowance,
                         from_topups, from_overage, created_at, settled_at, released_at, release_reason,
-                        gpu_seconds, node_name, gpu_model)
+                        gpu_seconds, node_name, gpu_model, api_key_id)
     SELECT tenant_id, %(tokens)s, 'open', %(key)s, %(reference)s, window_start, %(tokens)s,
-           '[]'::jsonb, 0, %(now)s, NULL, NULL, '', 0, '', ''
+           '[]'::jsonb, 0, %(now)s, NULL, NULL, '', 0, '', '', %(api_key)s
     FROM acc
     RETURNING id, window_start
 ), led AS (
@@ -46,7 +47,10 @@ WITH acc AS (
     SELECT %(tenant)s, 'reserve', 'allowance', -%(tokens)s, %(tokens)s, window_start, NULL, id, NULL, '', NULL, %(now)s
     FROM res
 )
-SELECT id, window_start FROM res
+-- The account's balance after this reservation and the tenant's alert thresholds ride along,
+-- so deciding whether a usage alert fired costs no extra round trip.
+SELECT res.id, res.window_start, acc.allowance_remaining, acc.allowance_tokens, pol.allowance_percents
+FROM res CROSS JOIN acc LEFT JOIN {_POLICY} pol ON pol.tenant_id = acc.tenant_id
 """
 
 _SETTLE_SQL = f"""
@@ -77,8 +81,8 @@ def _run(sql: str, params: dict):
     start = time.monotonic()
     try:
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            # Behind a transaction-pooling PgBouncer set BILLING_FASTPATH_PREPARE = False.
-            cursor.execute(sql, params, prepare=getattr(settings, "BILLING_FASTPATH_PREPARE", True))
+            # Behind a transaction-pooling PgBouncer set BILLING_FASTPATH_PREPARE=0 (console/settings.py).
+            cursor.execute(sql, params, prepare=settings.BILLING_FASTPATH_PREPARE)
             return cursor.fetchone()
     finally:
         if connection.queries_logged:  # keep DEBUG's query log and CaptureQueriesContext truthful
@@ -94,13 +98,21 @@ def _execute(sql: str, params: dict):
     return _run(sql, params)
 
 
-def reserve_from_allowance(*, tenant_id: int, tokens: int, key, reference: str, now) -> TokenReservation | None:
-    """The reservation if the open window's allowance covered it; None means take the general path."""
+def reserve_from_allowance(
+    *, tenant_id: int, tokens: int, key, reference: str, now, api_key_id: int | None = None
+) -> tuple[TokenReservation, int, int, list | None] | None:
+    """(reservation, allowance left after it, the window's allowance, the tenant's alert
+    percents or None for the defaults) if the open window's allowance covered it; None means
+    take the general path."""
     row = _execute(
-        _RESERVE_SQL, {"tenant": tenant_id, "tokens": tokens, "key": key, "reference": reference, "now": now}
+        _RESERVE_SQL,
+        {"tenant": tenant_id, "tokens": tokens, "key": key, "reference": reference, "now": now, "api_key": api_key_id},
     )
     if row is None:
         return None
+    percents = row[4]
+    if isinstance(percents, str):
+        percents = json.loads(percents)
     reservation = TokenReservation(
         id=row[0],
         tenant_id=tenant_id,
@@ -113,10 +125,11 @@ def reserve_from_allowance(*, tenant_id: int, tokens: int, key, reference: str, 
         from_topups=[],
         from_overage=0,
         created_at=now,
+        api_key_id=api_key_id,
     )
     reservation._state.adding = False
     reservation._state.db = connection.alias
-    return reservation
+    return reservation, int(row[2]), int(row[3]), percents
 
 
 def settle(*, reservation_id: int, gpu_seconds: float, node_name: str, gpu_model: str, now) -> TokenReservation | None:

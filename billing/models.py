@@ -11,7 +11,13 @@ from django.db import models
 from django.utils import timezone
 
 from billing.choices import (  # noqa: F401 - re-exported for migrations and callers
+    ALERT_DEFAULT_PERCENTS,
+    ALERT_DEFAULT_TOPUP_BELOW,
+    API_KEY_SCOPES_ALL,
+    AlertKind,
     AllowancePeriod,
+    ApiKeyScope,
+    DeliveryStatus,
     InvoiceLineKind,
     InvoiceStatus,
     LedgerBucket,
@@ -119,6 +125,53 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} ({self.role})"
 
 
+def _all_scopes() -> list[str]:
+    return list(API_KEY_SCOPES_ALL)
+
+
+def _default_percents() -> list[int]:
+    return list(ALERT_DEFAULT_PERCENTS)
+
+
+class Invitation(models.Model):
+    """An owner's invitation to join a tenant: for one e-mail, used once, expiring, revocable.
+
+    The link carries a random secret; only its SHA-256 is kept (like API keys), looked up by
+    its public prefix.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Only an account with this address can accept (any case).")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~(models.Q(accepted_at__isnull=False) & models.Q(revoked_at__isnull=False)),
+                name="invitation_accepted_or_revoked",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "accepted_at", "revoked_at"], name="invitation_tenant_open")]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.tenant_id}"
+
+    def is_open(self, now=None) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and (now or timezone.now()) < self.expires_at
+
+
 class ApiKey(models.Model):
     """A tenant's API credential: the secret is shown once and only its SHA-256 is kept."""
 
@@ -130,12 +183,27 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        default=_all_scopes, help_text="What the key may do: synthesize, usage:read, voices:manage."
+    )
+    monthly_token_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens this key may reserve per billing month; empty: no cap."
+    )
+    # The cap's counter: tokens reserved through the key in cap_month (released ones come back).
+    cap_month = models.DateField(null=True, blank=True)
+    cap_month_tokens = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(cap_month_tokens__gte=0), name="apikey_cap_nonneg")]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.tenant})"
+
+    def clean(self) -> None:
+        unknown = set(self.scopes or []) - set(API_KEY_SCOPES_ALL)
+        if unknown or not self.scopes:
+            raise ValidationError({"scopes": f"Scopes must be some of {', '.join(API_KEY_SCOPES_ALL)}."})
 
     @property
     def is_active(self) -> bool:
@@ -203,6 +271,8 @@ class TokenReservation(models.Model):
     gpu_seconds = models.FloatField(default=0.0)
     node_name = models.CharField(max_length=64, blank=True)
     gpu_model = models.CharField(max_length=64, blank=True)
+    # Set when the tokens count against an API key's monthly cap (a release gives them back).
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         ordering = ["-created_at"]
@@ -412,7 +482,15 @@ class Invoice(models.Model):
     period_end = models.DateField(help_text="Exclusive: the first day of the next month.")
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     currency = models.CharField(max_length=3, default="USD")
-    total = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    total = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0.00"), help_text="Everything the month charged."
+    )
+    amount_prepaid = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        help_text="Part of the total already paid when it was bought (top-up packs); not charged again.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     finalized_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -424,6 +502,10 @@ class Invoice(models.Model):
         ordering = ["-period_start", "tenant__name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "period_start"], name="invoice_unique_tenant_period"),
+            models.CheckConstraint(
+                condition=models.Q(amount_prepaid__gte=0) & models.Q(amount_prepaid__lte=models.F("total")),
+                name="invoice_prepaid_within_total",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -452,6 +534,11 @@ class Invoice(models.Model):
             raise InvoiceImmutable(f"Invoice {self.number} is {self.status} and cannot be deleted.")
         return super().delete(*args, **kwargs)
 
+    @property
+    def amount_due(self) -> Decimal:
+        """What paying the invoice charges: the total less what was paid at purchase."""
+        return self.total - self.amount_prepaid
+
 
 class InvoiceLine(models.Model):
     """One line of an invoice: quantity x unit price = amount, in the invoice's currency."""
@@ -462,6 +549,9 @@ class InvoiceLine(models.Model):
     quantity = models.DecimalField(max_digits=16, decimal_places=4)
     unit_price = models.DecimalField(max_digits=12, decimal_places=4)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
+    # The payment that already settled this line when it was bought (a top-up pack): the
+    # line is on the invoice for the record, its amount is in amount_prepaid, never charged again.
+    prepaid_by = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -482,3 +572,100 @@ class InvoiceLine(models.Model):
         status = Invoice.objects.filter(pk=self.invoice_id).values_list("status", flat=True).first()
         if status is not None and status != InvoiceStatus.DRAFT:
             raise InvoiceImmutable(f"Invoice {self.invoice_id} is {status}; its lines cannot change.")
+
+
+# --- Usage alerts -----------------------------------------------------------------------
+
+
+class AlertPolicy(models.Model):
+    """A tenant's usage-alert thresholds; without a row the defaults apply (80 %, 100 %, top-ups < 10,000)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="alert_policy")
+    allowance_percents = models.JSONField(
+        default=_default_percents, help_text="Alert when this share of the period's allowance is used, e.g. [80, 100]."
+    )
+    topup_below_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, default=ALERT_DEFAULT_TOPUP_BELOW, help_text="Alert when top-ups fall below; empty: off."
+    )
+    email_enabled = models.BooleanField(default=True, help_text="Also e-mail the billing address.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "alert policies"
+
+    def __str__(self) -> str:
+        return f"alerts of {self.tenant_id}: {self.allowance_percents} / top-ups < {self.topup_below_tokens}"
+
+    def clean(self) -> None:
+        percents = self.allowance_percents
+        if (
+            not isinstance(percents, list)
+            or len(percents) > 5
+            or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 100 for p in percents)
+            or len(set(percents)) != len(percents)
+        ):
+            raise ValidationError({"allowance_percents": "Give up to 5 different whole percentages from 1 to 100."})
+
+
+class WebhookEndpoint(models.Model):
+    """Where a tenant's alerts are POSTed, signed with HMAC-SHA256 of the body under this endpoint's secret."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    # Kept in the clear: signing needs it. Shown to the tenant's owner, rotatable.
+    secret = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.tenant_id})"
+
+
+class UsageAlert(models.Model):
+    """One threshold crossed in one period: the unique key makes it fire exactly once."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_alerts")
+    kind = models.CharField(max_length=24, choices=AlertKind.choices)
+    threshold = models.PositiveBigIntegerField(help_text="Percent of the allowance, or top-up tokens.")
+    period_start = models.DateTimeField(help_text="The allowance window it belongs to.")
+    allowance_tokens = models.PositiveBigIntegerField(default=0)
+    value = models.BigIntegerField(help_text="Tokens used (allowance) or left (top-ups) when it fired.")
+    fired_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "threshold", "period_start"], name="usage_alert_once_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.threshold} for {self.tenant_id} ({self.period_start:%Y-%m-%d})"
+
+
+class WebhookDelivery(models.Model):
+    """One alert sent to one endpoint: the signed body, every attempt's outcome, retries with backoff."""
+
+    alert = models.ForeignKey(UsageAlert, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    body = models.TextField(help_text="Exactly the bytes sent and signed (UTF-8 JSON).")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    replay_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replays")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due")]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} of alert {self.alert_id} ({self.status})"

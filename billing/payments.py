@@ -15,8 +15,6 @@ from typing import Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-DEFAULT_PROVIDER = "billing.payments.ManualProvider"
-
 
 @dataclass(frozen=True)
 class ChargeResult:
@@ -47,4 +45,4 @@ class ManualProvider:
 
 
 def payment_provider_get() -> PaymentProvider:
-    return import_string(getattr(settings, "BILLING_PAYMENT_PROVIDER", DEFAULT_PROVIDER))()
+    return import_string(settings.BILLING_PAYMENT_PROVIDER)()

@@ -1,7 +1,8 @@
 """Quota windows and billing months, computed in the tenant's time zone.
 
 Free plans reset daily at 00:00 local time; monthly and contract plans reset on the first
-of the local calendar month, which is also the billing period that invoices cover.
+of the local calendar month, which is also the billing period that invoices cover. Pure
+date arithmetic: no queries.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from billing.models import AllowancePeriod
+from billing.choices import AllowancePeriod
 
 
 def _local_midnight(day: dt.date, tz: zoneinfo.ZoneInfo) -> dt.datetime:
@@ -21,6 +22,17 @@ def month_bounds(day: dt.date) -> tuple[dt.date, dt.date]:
     start = day.replace(day=1)
     end = (start + dt.timedelta(days=32)).replace(day=1)
     return start, end
+
+
+def month_previous(day: dt.date) -> dt.date:
+    """First day of the calendar month before ``day``'s (the period a month-end close bills)."""
+    return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
+def days_window_start(*, days: int, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    """Local midnight that starts the last ``days`` calendar days (today included) in ``tz``."""
+    first = now.astimezone(tz).date() - dt.timedelta(days=days - 1)
+    return _local_midnight(first, tz)
 
 
 def billing_month_window(*, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:

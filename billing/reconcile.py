@@ -3,15 +3,19 @@
 Checks, per tenant: the open window's allowance counter equals its ledger rows; every closed
 window nets to zero; every top-up's remaining equals its rows; held tokens equal the open
 reservations; each reservation's rows match its state (reserve = tokens, one settlement or
-full release, nothing after); settled usage equals consumed tokens. Then the jobs side (read
-through the jobs app's selector): each job's reservation exists, holds the job's tokens, is
-used by no other job, and is in the state the job's outcome implies (succeeded = settled,
-failed/cancelled = released, still open while the job is accepted, queued or running).
+full release, nothing after); settled usage equals consumed tokens.
+
+Billing's own books only. The jobs against their reservations is a rule that needs the jobs
+app too, so it lives there (``inference.reconcile``), reading reservations through
+``reservation_states`` inside the same ``reconcile_snapshot``; ``manage.py billing_reconcile``
+runs both.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 
 from django.db import connection, transaction
 from django.db.models import Count, Sum
@@ -27,16 +31,34 @@ from billing.models import (
 )
 
 
-def ledger_drift_find() -> list[str]:
-    """Every inconsistency found, as human-readable lines; empty means the books balance."""
-    if connection.in_atomic_block:  # the caller's transaction decides the snapshot
-        return _drift_find()
+@contextlib.contextmanager
+def reconcile_snapshot() -> Iterator[None]:
+    """One consistent, read-only view of the books for every query inside, without blocking writers.
+
+    Inside a caller's transaction, that transaction decides the snapshot.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            # One consistent snapshot across all the queries below, without blocking writers.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def ledger_drift_find() -> list[str]:
+    """Every inconsistency in the ledger, as human-readable lines; empty means the books balance."""
+    with reconcile_snapshot():
         return _drift_find()
+
+
+def reservation_states() -> dict[int, tuple[int, str]]:
+    """Every reservation's (tokens, status) by id, for checks that hold reservations elsewhere."""
+    return {
+        r["id"]: (r["tokens"], r["status"])
+        for r in TokenReservation.objects.values("id", "tokens", "status").iterator(chunk_size=5000)
+    }
 
 
 def _drift_find() -> list[str]:
@@ -130,41 +152,4 @@ def _drift_find() -> list[str]:
     consumed = -(LedgerEntry.objects.filter(kind=LedgerKind.SETTLE).aggregate(s=Sum("held_delta"))["s"] or 0)
     if consumed != settled_tokens:
         drift.append(f"usage: settled reservations total {settled_tokens} tokens, ledger consumed {consumed}")
-    drift.extend(_jobs_drift())
-    return drift
-
-
-# The reservation state each job status implies.
-_JOB_RESERVATION_STATE = {
-    "accepted": ReservationStatus.OPEN,
-    "queued": ReservationStatus.OPEN,
-    "running": ReservationStatus.OPEN,
-    "succeeded": ReservationStatus.SETTLED,
-    "failed": ReservationStatus.RELEASED,
-    "cancelled": ReservationStatus.RELEASED,
-}
-
-
-def _jobs_drift() -> list[str]:
-    # Imported here: the jobs app builds on billing's services, not the other way round.
-    from inference.selectors import job_reservation_rows
-
-    drift: list[str] = []
-    reservations = {r["id"]: r for r in TokenReservation.objects.values("id", "tokens", "status")}
-    used_by: dict[int, int] = {}
-    for job_id, status, tokens, reservation_id in job_reservation_rows().iterator(chunk_size=5000):
-        res = reservations.get(reservation_id)
-        if res is None:
-            drift.append(f"job {job_id}: reservation {reservation_id} does not exist")
-            continue
-        if reservation_id in used_by:
-            drift.append(f"job {job_id}: reservation {reservation_id} is also job {used_by[reservation_id]}'s")
-        used_by[reservation_id] = job_id
-        if res["tokens"] != tokens:
-            drift.append(
-                f"job {job_id}: charged {tokens} tokens but reservation {reservation_id} holds {res['tokens']}"
-            )
-        expected = _JOB_RESERVATION_STATE.get(status)
-        if expected is not None and res["status"] != expected:
-            drift.append(f"job {job_id}: {status} but reservation {reservation_id} is {res['status']}, not {expected}")
     return drift

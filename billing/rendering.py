@@ -34,8 +34,15 @@ def _money(amount, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
 
 
+def _plain(value) -> str:
+    """A Decimal as a plain number: 10, 0.5, 2.25 (never 1E+1, as ``normalize()`` alone prints)."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def invoice_render_csv(invoice: Invoice) -> str:
-    """One row per line item plus a total row; amounts as plain decimals for spreadsheets."""
+    """One row per line item, then the total, what was paid at purchase and what is due;
+    amounts as plain decimals for spreadsheets."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["invoice", "tenant", "period_start", "period_end", "status", "currency"])
@@ -50,10 +57,21 @@ def invoice_render_csv(invoice: Invoice) -> str:
         ]
     )
     writer.writerow([])
-    writer.writerow(["kind", "description", "quantity", "unit_price", "amount"])
+    writer.writerow(["kind", "description", "quantity", "unit_price", "amount", "paid_at_purchase"])
     for line in invoice.lines.all():
-        writer.writerow([line.kind, line.description, line.quantity.normalize(), line.unit_price, line.amount])
-    writer.writerow(["total", "", "", "", invoice.total])
+        writer.writerow(
+            [
+                line.kind,
+                line.description,
+                _plain(line.quantity),
+                _plain(line.unit_price),
+                line.amount,
+                "yes" if line.prepaid_by_id else "",
+            ]
+        )
+    writer.writerow(["total", "", "", "", invoice.total, ""])
+    writer.writerow(["paid_at_purchase", "", "", "", invoice.amount_prepaid, ""])
+    writer.writerow(["amount_due", "", "", "", invoice.amount_due, ""])
     return out.getvalue()
 
 
@@ -99,14 +117,21 @@ def invoice_render_pdf(invoice: Invoice) -> bytes:
             pdf.showPage()
             y = height - 25 * mm
         text(left, y, line.description[:70], 9)
-        text(right - 70 * mm, y, f"{line.quantity.normalize():f}", 9, "right")
-        text(right - 35 * mm, y, f"{line.unit_price.normalize():f}", 9, "right")
+        text(right - 70 * mm, y, _plain(line.quantity), 9, "right")
+        text(right - 35 * mm, y, _plain(line.unit_price), 9, "right")
         text(right, y, _money(line.amount, invoice.currency), 9, "right")
         y -= 6 * mm
     pdf.line(left, y + 3 * mm, right, y + 3 * mm)
     y -= 3 * mm
     text(right - 35 * mm, y, "Total", 11, "right")
     text(right, y, _money(invoice.total, invoice.currency), 11, "right")
+    if invoice.amount_prepaid:
+        y -= 6 * mm
+        text(right - 35 * mm, y, "Paid at purchase", 10, "right")
+        text(right, y, _money(-invoice.amount_prepaid, invoice.currency), 10, "right")
+        y -= 6 * mm
+        text(right - 35 * mm, y, "Amount due", 11, "right")
+        text(right, y, _money(invoice.amount_due, invoice.currency), 11, "right")
     pdf.showPage()
     pdf.save()
     return buf.getvalue()

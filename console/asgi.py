@@ -12,10 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - Djang
 
 from console.embedded import embedded_start, embedded_stop  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+from console.uploads import body_cap_asgi  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": body_cap_asgi(django_asgi_app),
         # Sessions and users are resolved per route (console.routing): only dashboards have one.
         "websocket": URLRouter(websocket_urlpatterns),
     }

@@ -42,3 +42,21 @@ def credential_prefix(plaintext: str) -> str | None:
 
 def credential_matches(plaintext: str, secret_hash: str) -> bool:
     return hmac.compare_digest(credential_hash(plaintext), secret_hash)
+
+
+def bearer_token(header_value: str | bytes | None) -> str | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header value.
+
+    None when there is no header or it is another scheme (so the caller can try the next
+    authenticator); otherwise what follows the scheme, stripped: "" when nothing does. A
+    value with whitespace inside is more than one credential, which callers refuse. Bytes
+    (raw ASGI/WSGI headers) are read as latin-1, as HTTP headers are.
+    """
+    if not header_value:
+        return None
+    if isinstance(header_value, bytes):
+        header_value = header_value.decode("latin-1")
+    parts = header_value.strip().split(None, 1)
+    if not parts or parts[0].lower() != "bearer":
+        return None
+    return parts[1].strip() if len(parts) > 1 else ""

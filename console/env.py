@@ -53,6 +53,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_header_pair(name: str) -> tuple[str, str] | None:
+    """``HTTP_X_FORWARDED_PROTO,https`` -> ("HTTP_X_FORWARDED_PROTO", "https"); unset or empty -> None."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return None
+    parts = [p.strip() for p in raw.split(",")]
+    if len(parts) != 2 or not all(parts) or not parts[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(f"{name} must look like HTTP_X_FORWARDED_PROTO,https, got {raw!r}")
+    return parts[0], parts[1]
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.environ.get(name, default).strip()
     if value not in choices:

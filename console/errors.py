@@ -6,6 +6,10 @@ hand. The OpenAI-compatible endpoints render the same error in OpenAI's shape.
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+from django.views import csrf as django_csrf
+from django.views import defaults as django_defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -48,6 +52,24 @@ class Conflict(VoxfleetError):
     status = 409
 
 
+class RequestBodyTooLarge(VoxfleetError):
+    """The request body (or one uploaded file) is over the cap; refused while it streams in."""
+
+    code = "request_too_large"
+    status = 413
+
+
+class ServiceUnavailable(VoxfleetError):
+    """A part the request needs (e.g. Redis for rate limits) is unreachable; retry later."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 5, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
 def api_exception_handler(exc, context):
     """DRF handler: VoxfleetError and DRF's own errors share one JSON shape."""
     if isinstance(exc, VoxfleetError):
@@ -63,3 +85,56 @@ def api_exception_handler(exc, context):
         body = {"error": {"code": code, "message": str(detail)}}
     response.data = body
     return response
+
+
+# --- Errors outside any API view (unknown URLs, Django's own 400/500) -------------------
+#
+# Under /api/ and /v1/ every answer is JSON in that API's shape, also for a URL no view
+# matches (Django would answer with an HTML page, or under DEBUG its whole URLconf).
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def _api_error_response(request, *, status: int, code: str, message: str) -> JsonResponse | None:
+    path = request.path
+    if path.startswith("/v1/"):
+        type_ = "invalid_request_error" if status < 500 else "server_error"
+        body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    elif path.startswith("/api/"):
+        body = {"error": {"code": code, "message": message}}
+    else:
+        return None
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt  # nothing to protect, and a CSRF refusal would answer HTML instead of the 404
+def api_not_found(request, *args, **kwargs):
+    """The catch-all under /api/ and /v1/ (console/urls.py): a JSON 404 naming the URL."""
+    return _api_error_response(
+        request, status=404, code="not_found", message=f"There is no {request.method} {request.path} in this API."
+    )
+
+
+def handler400(request, exception=None):
+    return _api_error_response(
+        request, status=400, code="bad_request", message="The request could not be understood."
+    ) or django_defaults.bad_request(request, exception)
+
+
+def handler404(request, exception=None):
+    return _api_error_response(
+        request, status=404, code="not_found", message=f"There is no {request.method} {request.path} in this API."
+    ) or django_defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    return _api_error_response(
+        request, status=500, code="server_error", message="Something went wrong on our side; it has been logged."
+    ) or django_defaults.server_error(request)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: JSON 403 under the APIs, Django's page elsewhere."""
+    return _api_error_response(
+        request, status=403, code="csrf_failed", message=f"CSRF check failed: {reason}"
+    ) or django_csrf.csrf_failure(request, reason=reason)

@@ -18,6 +18,7 @@ from console.env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_header_pair,
     env_int,
     env_list,
     env_path,
@@ -30,6 +31,9 @@ VAR_DIR = env_path("VOXFLEET_VAR_DIR", BASE_DIR / "var")
 
 PRODUCTION = env_bool("VOXFLEET_PRODUCTION", False)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG pages print settings, SQL and tracebacks to anyone: never behind a public URL.
+    raise ImproperlyConfigured("DEBUG must be off when VOXFLEET_PRODUCTION=1 (unset DEBUG or set DEBUG=0)")
 
 
 def _secret_key() -> str:
@@ -87,6 +91,13 @@ METRICS_TOKEN = env_str("METRICS_TOKEN") or None
 EMBEDDED_NODE_NAME = env_str("VOXFLEET_EMBEDDED_NODE", "local-cpu")
 PUBLIC_URL = env_str("VOXFLEET_PUBLIC_URL", "http://127.0.0.1:8000")
 
+# Billing. The reserve/settle hot path on PostgreSQL uses server-side prepared statements;
+# behind a transaction-pooling PgBouncer (which cannot keep them per client) set it to 0.
+BILLING_FASTPATH_PREPARE = env_bool("BILLING_FASTPATH_PREPARE", True)
+# Dotted path of the payment provider class (billing.payments.PaymentProvider); the default
+# records charges collected outside Voxfleet (bank transfer, card terminal, contract).
+BILLING_PAYMENT_PROVIDER = env_str("BILLING_PAYMENT_PROVIDER") or "billing.payments.ManualProvider"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -97,6 +108,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "channels",
     "console",
     "billing",
@@ -107,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so it times and counts every answer (voxfleet_http_requests_total by route and status).
     "console.prometheus.http_metrics_middleware",
+    "console.request_id.RequestIdMiddleware",
+    "console.uploads.RequestBodyCapMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -192,6 +206,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Billing: close last month's invoices once each tenant's month has ended (idempotent), expire top-ups.
     "billing-close-period": {"task": "billing.close_previous_period", "schedule": 3600.0},
     "billing-expire-topups": {"task": "billing.expire_topups", "schedule": 3600.0},
+    # The staff overview's figures, recomputed into the cache (console.portal.tasks).
+    "portal-staff-economics-warm": {"task": "portal.staff_economics_warm", "schedule": 60.0},
+    # Usage-alert webhooks whose retry is due but whose task was lost.
+    "billing-webhook-retry-due": {"task": "billing.webhook_retry_due", "schedule": 300.0},
     # Jobs: fail and release jobs past their deadline (inference.tasks).
     "inference-expire-overdue": {"task": "inference.jobs_expire_overdue", "schedule": 10.0},
 }
@@ -211,10 +229,44 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Voice-cloning synthesis, usage and quota API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components apart, so uploads read as binary (audio) in requests.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["console.api_schema.public_endpoints_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "console.api_schema.error_responses",
+    ],
 }
 
-SESSION_COOKIE_SECURE = PRODUCTION
-CSRF_COOKIE_SECURE = PRODUCTION
+# HTTPS: production defaults on, each overridable. Behind a TLS-terminating proxy set
+# SECURE_PROXY_SSL_HEADER to the header it sets (e.g. "HTTP_X_FORWARDED_PROTO,https"); only
+# when the proxy always sets or strips it, or clients could claim HTTPS.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = env_header_pair("SECURE_PROXY_SSL_HEADER")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+CSRF_FAILURE_VIEW = "console.errors.csrf_failure"
+SESSION_COOKIE_HTTPONLY = True
+
+# Request bodies (console/uploads.py): capped while streaming, before parsing or decoding.
+# The largest legitimate body is a 10 MB prompt-audio upload plus its multipart envelope.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 11 * 1024 * 1024, minimum=1024)
+UPLOAD_FILE_MAX_BYTES = env_int("UPLOAD_FILE_MAX_BYTES", 10 * 1024 * 1024 + 64 * 1024, minimum=1024)
+# Non-file fields (JSON and form bodies) held in memory; an upload over this goes to a temp file.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+FILE_UPLOAD_HANDLERS = [
+    "console.uploads.CappedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 LOGGING = {
     "version": 1,

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print("fleetagent: the Celery worker needs REDIS_URL (the broker); use --no-worker otherwise", file=sys.stderr)
         return 2
 
-    from inference.runtime import add_job_listener, engine_get
+    from inference.engines import engine_get
+    from inference.listeners import add_job_listener
 
     add_job_listener(stats.job_finished)
     hostname = f"agent@{node.name}"

@@ -8,7 +8,25 @@ class NodeAdmin(admin.ModelAdmin):
     list_display = ["name", "state", "gpu_model", "gpu_count", "dedicated_tenant", "jobs_running", "last_seen_at"]
     list_filter = ["state", "gpu_model"]
     search_fields = ["name", "hostname"]
-    readonly_fields = ["token_prefix", "token_hash", "last_seen_at", "created_at", "agent_channel", "stats"]
+    # State and live counters come from the agent and the ops commands (drain/resume/restart
+    # in the fleet dashboard, audited), never from a form.
+    readonly_fields = [
+        "state",
+        "state_reason",
+        "jobs_running",
+        "jobs_queued",
+        "nvml_available",
+        "token_prefix",
+        "token_hash",
+        "token_revoked_at",
+        "last_seen_at",
+        "created_at",
+        "agent_channel",
+        "stats",
+        "agent_version",
+        "engine",
+        "hostname",
+    ]
 
 
 @admin.register(NodeAction)
@@ -23,4 +41,7 @@ class NodeActionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

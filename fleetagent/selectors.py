@@ -9,9 +9,28 @@ from django.db.models import Avg, Count, F, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from console.errors import NotFound
 from fleetagent.choices import NodeState
 from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.protocol import GPU_FIELDS
+
+
+def node_find(*, name: str) -> Node | None:
+    """The node called ``name``, or None."""
+    return Node.objects.filter(name=name).first()
+
+
+def node_get(*, node_id: int) -> Node:
+    """The node with this id; NotFound if it was deleted."""
+    node = Node.objects.filter(pk=node_id).first()
+    if node is None:
+        raise NotFound(f"Unknown node #{node_id}.", code="node_not_found")
+    return node
+
+
+def node_action_find(*, action_id: int) -> NodeAction | None:
+    """One audit-log entry (with its node and requester), or None."""
+    return NodeAction.objects.select_related("node", "requested_by").filter(pk=action_id).first()
 
 
 def node_pick_for_tenant(*, tenant) -> Node | None:

@@ -6,8 +6,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Avg, Case, Max, Q, Value, When
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Avg, Case, F, Max, Q, Value, When
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -15,6 +16,7 @@ from console.credentials import credential_generate, credential_matches, credent
 from console.errors import Conflict, NotFound, VoxfleetError
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
 from fleetagent.protocol import GPU_METRIC_FIELDS, NODE_FIELDS
+from fleetagent.signals import NodeWork, node_lost, node_work_query
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +37,25 @@ def node_create(*, name: str, dedicated_tenant=None, gpu_model: str = "") -> tup
     return node, cred.plaintext
 
 
+def node_ensure(*, name: str) -> Node:
+    """The node called ``name``, created if missing (the embedded default's local node).
+
+    Its token is not needed: the local agent connects in-process, trusted by scope.
+    """
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        try:
+            node, _token = node_create(name=name)
+        except (IntegrityError, ValidationError):  # a concurrent request created it first
+            node = Node.objects.get(name=name)
+    return node
+
+
 def node_token_rotate(*, node: Node) -> str:
     cred = credential_generate("vfn")
     Node.objects.filter(pk=node.pk).update(token_prefix=cred.prefix, token_hash=cred.secret_hash, token_revoked_at=None)
     node.refresh_from_db()
     return cred.plaintext
-
-
-def node_token_revoke(*, node: Node) -> None:
-    Node.objects.filter(pk=node.pk).update(token_revoked_at=timezone.now())
 
 
 def node_authenticate(*, token: str) -> Node:
@@ -57,7 +69,7 @@ def node_authenticate(*, token: str) -> Node:
 
 # --- agent connection, heartbeats and samples -------------------------------------------------
 
-# A node whose agent reports queued work for this node but nothing running for this long is stuck.
+# A node whose agent runs nothing while work queued for it has waited this long is stuck.
 QUEUE_STUCK_AFTER_S = 60
 RAW_KEEP_S = 60 * 60
 ROLLUP_KEEP_S = 30 * 24 * 60 * 60
@@ -259,32 +271,14 @@ def _samples_insert(rows: list[tuple]) -> None:
         )
 
 
-def _job_model():
-    """C's SynthesisJob when the jobs app has it (the fleet works without jobs, e.g. in its own tests)."""
-    try:
-        from inference.models import SynthesisJob
-    except ImportError:
-        return None
-    return SynthesisJob
-
-
-def _jobs_requeue(node_name: str) -> int:
-    try:
-        from inference.services import job_requeue_from_node
-    except ImportError:
-        logger.warning("inference.services.job_requeue_from_node not available; jobs on %s not requeued", node_name)
-        return 0
-    result = job_requeue_from_node(node_name=node_name)
-    return result if isinstance(result, int) else len(result or [])
-
-
 def node_states_sweep(*, now: datetime | None = None) -> list[int]:
     """Heartbeat and stuck detection; returns ids of nodes whose state changed.
 
-    offline: no heartbeat for NODE_OFFLINE_AFTER_S (its in-flight jobs are handed to the jobs
-    app to requeue once, so an agent crash loses nothing). stuck: a job on the node is past its
-    deadline, or work queued for it is not being consumed. A stuck node whose cause is gone is
-    online again. Draining and restarting nodes keep their state unless they go silent.
+    offline: no heartbeat for NODE_OFFLINE_AFTER_S (``node_lost`` is sent, and the jobs app
+    requeues its in-flight jobs once, so an agent crash loses nothing). stuck: a job on the
+    node is past its deadline, or work queued for it is not being consumed (what the jobs
+    app answers to ``node_work_query``). A stuck node whose cause is gone is online again.
+    Draining and restarting nodes keep their state unless they go silent.
     """
     now = now or timezone.now()
     silent_before = now - timedelta(seconds=settings.NODE_OFFLINE_AFTER_S)
@@ -306,18 +300,11 @@ def node_states_sweep(*, now: datetime | None = None) -> list[int]:
         )
         if updated:
             changed.append(node.pk)
-            _jobs_requeue(node.name)
-    SynthesisJob = _job_model()
-    for node in Node.objects.filter(state__in=[NodeState.ONLINE, NodeState.STUCK]):
-        reason = ""
-        if SynthesisJob is not None:
-            late = SynthesisJob.objects.filter(node=node, status="running", deadline_at__lt=now).count()
-            if late:
-                reason = f"{late} job(s) running past their deadline"
-            elif node.jobs_running == 0:
-                oldest = _oldest_queued(SynthesisJob, node)
-                if oldest is not None and oldest < now - timedelta(seconds=QUEUE_STUCK_AFTER_S):
-                    reason = f"queued work not consumed for over {QUEUE_STUCK_AFTER_S} s"
+            node_lost.send(sender=Node, node_id=node.pk, node_name=node.name)
+    watched = list(Node.objects.filter(state__in=[NodeState.ONLINE, NodeState.STUCK]))
+    work = _node_work(node_ids=[node.pk for node in watched], now=now)
+    for node in watched:
+        reason = _stuck_reason(node, work.get(node.pk, NodeWork()), now=now)
         new_state = NodeState.STUCK if reason else (NodeState.DRAINING if node.drained else NodeState.ONLINE)
         if new_state != node.state:
             if Node.objects.filter(pk=node.pk, state=node.state).update(state=new_state, state_reason=reason):
@@ -326,13 +313,27 @@ def node_states_sweep(*, now: datetime | None = None) -> list[int]:
     return changed
 
 
-def _oldest_queued(SynthesisJob, node: Node):
-    field_names = {f.name for f in SynthesisJob._meta.get_fields()}
-    stamp = next((f for f in ("queued_at", "created_at", "accepted_at") if f in field_names), None)
-    if stamp is None:
-        return None
-    first = SynthesisJob.objects.filter(node=node, status="queued").order_by(stamp).values_list(stamp, flat=True)
-    return first.first()
+def _node_work(*, node_ids: list[int], now: datetime) -> dict[int, NodeWork]:
+    """Every receiver's answer to node_work_query, merged per node."""
+    work: dict[int, NodeWork] = {}
+    if not node_ids:
+        return work
+    for _receiver, answer in node_work_query.send(sender=Node, node_ids=node_ids, now=now):
+        for node_id, reported in (answer or {}).items():
+            work[node_id] = work[node_id].merged(reported) if node_id in work else reported
+    return work
+
+
+def _stuck_reason(node: Node, work: NodeWork, *, now: datetime) -> str:
+    if work.running_overdue:
+        return f"{work.running_overdue} job(s) running past their deadline"
+    if (
+        node.jobs_running == 0
+        and work.oldest_queued_at is not None
+        and work.oldest_queued_at < now - timedelta(seconds=QUEUE_STUCK_AFTER_S)
+    ):
+        return f"queued work not consumed for over {QUEUE_STUCK_AFTER_S} s"
+    return ""
 
 
 # --- downsampling ----------------------------------------------------------------------------
@@ -512,3 +513,50 @@ def node_actions_expire(*, now: datetime | None = None) -> int:
     return NodeAction.objects.filter(
         outcome=NodeActionOutcome.PENDING, requested_at__lt=now - timedelta(seconds=ACTION_TIMEOUT_S)
     ).update(outcome=NodeActionOutcome.TIMED_OUT, message="the agent never acknowledged")
+
+
+def node_frames_refused(*, node_id: int, count: int, message: str) -> None:
+    """Add ``count`` refused frames (schema, size, rate) to the node's tally and keep the newest
+    reason (for ops): shown on its page and in /metrics."""
+    Node.objects.filter(pk=node_id).update(
+        frames_refused=F("frames_refused") + count, last_refusal=message[:500], last_refusal_at=timezone.now()
+    )
+
+
+# The console is the source of truth for a node's desired state (drained or not). An agent
+# that reconnects (after a network blip, an agent restart or a console restart) says in its
+# hello whether it is draining; a restarted agent always says it is not. When that disagrees
+# with ``Node.drained`` the console wins: a protocol v2 agent is told in ``welcome`` and
+# applies it itself; a v1 agent is sent the drain (or resume) command it missed. Either way
+# the audit log says so, with no user (the console did it).
+
+# Protocol versions whose agents apply the desired state sent in welcome.
+WELCOME_DESIRED_STATE_FROM = 2
+
+
+def node_desired_state_reconcile(*, node: Node, agent_draining: bool, protocol_version: int) -> NodeAction | None:
+    """Audit (and, for v1 agents, command) a hello that disagrees with the console's desired state."""
+    if bool(agent_draining) == node.drained:
+        return None
+    action = NodeActionKind.DRAIN if node.drained else NodeActionKind.RESUME
+    said = "draining" if agent_draining else "not draining"
+    wanted = "drained" if node.drained else "taking jobs"
+    if protocol_version >= WELCOME_DESIRED_STATE_FROM:
+        return NodeAction.objects.create(
+            node=node,
+            action=action,
+            outcome=NodeActionOutcome.SUCCEEDED,
+            acknowledged_at=timezone.now(),
+            message=f"agent reconnected {said}; the console keeps the node {wanted} (told in welcome)",
+        )
+    with transaction.atomic():
+        if NodeAction.objects.filter(node=node, outcome=NodeActionOutcome.PENDING).exists():
+            return None  # an earlier action is still on its way; its ack settles the state
+        record = NodeAction.objects.create(
+            node=node,
+            action=action,
+            message=f"agent (protocol v1) reconnected {said}; the console keeps the node {wanted}: {action} re-sent",
+        )
+        channel = node.agent_channel
+        transaction.on_commit(lambda: _agent_send(channel, record) if channel else None)
+    return record

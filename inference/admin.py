@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from inference.models import OPEN_STATUSES, SynthesisJob, Voice
+from inference.models import OPEN_STATUSES, SynthesisJob, Voice, VoiceAlias
 from inference.services import job_fail
 
 
@@ -14,6 +14,14 @@ class VoiceAdmin(admin.ModelAdmin):
     list_filter = ("language", "gender")
     search_fields = ("name", "tenant__name")
     readonly_fields = ("prompt_audio", "prompt_duration_s", "prompt_sample_rate", "profile", "created_at", "updated_at")
+
+
+@admin.register(VoiceAlias)
+class VoiceAliasAdmin(admin.ModelAdmin):
+    """OpenAI's voice names (and any others) mapped to presets; edited here, used by voice_resolve."""
+
+    list_display = ("name", "preset_key")
+    search_fields = ("name", "preset_key")
 
 
 @admin.action(description="Fail selected open jobs and release their tokens")
@@ -51,3 +59,6 @@ class SynthesisJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a job is the record of a charge (its reservation and ledger rows)

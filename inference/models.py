@@ -95,7 +95,9 @@ class SynthesisJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["tenant", "-created_at"]),
+            # The job list's own order (newest first, id breaking ties): pages and the dashboard's
+            # recent jobs walk this index instead of sorting all of a tenant's jobs.
+            models.Index(fields=["tenant", "-created_at", "-id"], name="job_tenant_newest"),
             models.Index(fields=["status", "node"]),
         ]
         constraints = [
@@ -116,3 +118,30 @@ class SynthesisJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+
+class VoiceAlias(models.Model):
+    """Another name for a preset voice, e.g. OpenAI's ``alloy`` (admins edit the mapping)."""
+
+    name = models.CharField(max_length=64, unique=True, help_text="Lower-case, as clients send it (e.g. alloy).")
+    preset_key = models.CharField(
+        max_length=64, help_text="The preset voice it stands for (zh-female, en-male, …; GET /api/v1/voices)."
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "voice aliases"
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.preset_key}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from inference.engines.base import PRESET_VOICES_BY_KEY
+
+        self.name = (self.name or "").strip().lower()
+        if self.preset_key not in PRESET_VOICES_BY_KEY:
+            raise ValidationError(
+                {"preset_key": f"Unknown preset; choose one of {', '.join(sorted(PRESET_VOICES_BY_KEY))}."}
+            )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from console.errors import NotFound
+from fleetagent.signals import NodeWork
 from inference.engines.base import PRESET_VOICES, PRESET_VOICES_BY_KEY, VoiceSpec
-from inference.models import JobStatus, SynthesisJob, Voice
+from inference.models import JobStatus, SynthesisJob, Voice, VoiceAlias
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def voice_resolve(*, tenant, ref) -> ResolvedVoice:
     preset = PRESET_VOICES_BY_KEY.get(ref)
     if preset is not None:
         return ResolvedVoice(spec=preset, voice=None)
+    # Aliases (OpenAI's voice names) map to presets: "alloy" must work for unchanged clients.
+    aliased = VoiceAlias.objects.filter(name=ref.lower()).values_list("preset_key", flat=True).first()
+    if aliased in PRESET_VOICES_BY_KEY:
+        return ResolvedVoice(spec=PRESET_VOICES_BY_KEY[aliased], voice=None)
     pk = _tenant_voice_pk(ref)
     if pk is not None:
         voice = Voice.objects.filter(tenant=tenant, pk=pk).first()
@@ -132,39 +137,44 @@ def job_wait_finished(*, job_id: int, timeout_s: float, run=None) -> SynthesisJo
 
 
 def usage_for_tenant(*, tenant, days: int = 30, now: dt.datetime | None = None) -> dict:
-    """Synthesis usage per UTC day for the last ``days`` days: tokens charged, jobs, audio and GPU seconds."""
+    """Synthesis usage per day in the tenant's time zone for the last ``days`` days (days with use only).
+
+    Tokens charged, jobs and GPU seconds per day are billing's one usage-per-day
+    (``billing.selectors.usage_by_day``: settled reservations, by the local day they settled);
+    audio seconds are those of the jobs that finished that day. ``jobs_by_status`` counts the
+    jobs created since the first day began.
+    """
+    from billing.selectors import usage_by_day, usage_since
+
     now = now or timezone.now()
-    since = (now - dt.timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    jobs = SynthesisJob.objects.filter(tenant=tenant, created_at__gte=since)
-    rows = (
-        jobs.filter(status=JobStatus.SUCCEEDED)
-        .annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+    since = usage_since(tenant=tenant, days=days, now=now)
+    audio = dict(
+        SynthesisJob.objects.filter(tenant=tenant, status=JobStatus.SUCCEEDED, finished_at__gte=since)
+        .annotate(day=TruncDate("finished_at", tzinfo=tenant.tz))
         .values("day")
-        .annotate(
-            tokens=Sum("tokens"), jobs=Count("id"), audio_seconds=Sum("audio_seconds"), gpu_seconds=Sum("gpu_seconds")
-        )
-        .order_by("day")
+        .annotate(seconds=Sum("audio_seconds"))
+        .order_by()
+        .values_list("day", "seconds")
     )
-    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     days_out = [
         {
             "date": row["day"].isoformat(),
-            "tokens": int(row["tokens"] or 0),
-            "jobs": int(row["jobs"] or 0),
-            "audio_seconds": round(float(row["audio_seconds"] or 0.0), 3),
-            "gpu_seconds": round(float(row["gpu_seconds"] or 0.0), 3),
+            "tokens": row["tokens"],
+            "jobs": row["jobs"],
+            "audio_seconds": round(float(audio.get(row["day"]) or 0.0), 3),
+            "gpu_seconds": round(row["gpu_seconds"], 3),
         }
-        for row in rows
+        for row in usage_by_day(tenant=tenant, days=days, now=now)
+        if row["jobs"]
     ]
+    jobs = SynthesisJob.objects.filter(tenant=tenant, created_at__gte=since)
+    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
         "since": since.isoformat(),
         "days": days_out,
         "tokens_charged": sum(d["tokens"] for d in days_out),
         "jobs_by_status": {status: int(by_status.get(status, 0)) for status in JobStatus.values},
     }
-
-
-AUDIO_CONTENT_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm"}
 
 
 @dataclass(frozen=True)
@@ -176,30 +186,61 @@ class JobAudio:
     sample_rate: int
 
 
-def job_audio_read(*, job: SynthesisJob, response_format: str = "wav") -> JobAudio:
-    """The stored WAV, or its raw 16-bit little-endian mono PCM frames for ``pcm``."""
-    import io
-    import wave
+def job_audio_read(*, job: SynthesisJob, response_format: str = "wav", stored_wav: bool = True) -> JobAudio:
+    """A succeeded job's audio: encoded at 24 kHz (mp3, opus, aac, flac, wav, pcm), or for
+    ``wav`` with ``stored_wav`` the stored file as it is (at the engine's rate)."""
     from pathlib import Path
 
-    from console.errors import Conflict
+    import soundfile
 
+    from console.errors import Conflict
+    from inference.audio.encode import FORMATS, OUTPUT_RATE, encode_whole, pcm16_floats
+
+    if response_format not in FORMATS:
+        raise ValueError(f"unknown audio format {response_format!r}")
     if job.status != JobStatus.SUCCEEDED or not job.output_path:
         raise Conflict(f"Job {job.pk} is {job.status}; audio exists only for succeeded jobs.", code="job_not_finished")
     path = Path(job.output_path)
     if not path.exists():
         raise NotFound(f"The audio of job {job.pk} is no longer stored.", code="audio_gone")
-    data = path.read_bytes()
-    with wave.open(io.BytesIO(data), "rb") as wav:
-        rate = wav.getframerate()
-        frames = wav.readframes(wav.getnframes()) if response_format == "pcm" else b""
-    if response_format == "pcm":
-        return JobAudio(content=frames, content_type=AUDIO_CONTENT_TYPES["pcm"], sample_rate=rate)
-    return JobAudio(content=data, content_type=AUDIO_CONTENT_TYPES["wav"], sample_rate=rate)
+    if response_format == "wav" and stored_wav:
+        data = path.read_bytes()
+        return JobAudio(
+            content=data, content_type=FORMATS["wav"].content_type, sample_rate=soundfile.info(path).samplerate
+        )
+    pcm, rate = soundfile.read(path, dtype="int16")
+    # The same int16 -> float mapping as the stream, so a download equals the streamed bytes.
+    content = encode_whole(pcm16_floats(pcm), sample_rate=rate, format_name=response_format)
+    return JobAudio(content=content, content_type=FORMATS[response_format].content_type, sample_rate=OUTPUT_RATE)
 
 
-def job_reservation_rows():
-    """(job id, status, tokens, reservation id) of every job that holds or held tokens (for billing_reconcile)."""
-    return SynthesisJob.objects.filter(reservation_id__isnull=False).values_list(
-        "id", "status", "tokens", "reservation_id"
+def job_counts_for_node(*, node_name: str) -> tuple[int, int]:
+    """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
+    by_status = dict(
+        SynthesisJob.objects.filter(node__name=node_name, status__in=(JobStatus.RUNNING, JobStatus.QUEUED))
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
     )
+    return int(by_status.get(JobStatus.RUNNING, 0)), int(by_status.get(JobStatus.QUEUED, 0))
+
+
+def node_work_for_nodes(*, node_ids: list[int], now: dt.datetime) -> dict[int, NodeWork]:
+    """The jobs app's answer to the fleet's stuck check: per node, jobs running past their
+    deadline and when its longest-waiting queued job was queued."""
+    overdue = dict(
+        SynthesisJob.objects.filter(node_id__in=node_ids, status=JobStatus.RUNNING, deadline_at__lt=now)
+        .values_list("node_id")
+        .annotate(n=Count("id"))
+        .values_list("node_id", "n")
+    )
+    oldest = dict(
+        SynthesisJob.objects.filter(node_id__in=node_ids, status=JobStatus.QUEUED)
+        .values_list("node_id")
+        .annotate(at=Min("queued_at"))
+        .values_list("node_id", "at")
+    )
+    return {
+        node_id: NodeWork(running_overdue=int(overdue.get(node_id, 0)), oldest_queued_at=oldest.get(node_id))
+        for node_id in set(overdue) | set(oldest)
+    }

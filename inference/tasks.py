@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from inference.services import job_execute, jobs_expire_overdue
+from inference.services import SYNTHESIZE_TASK, job_execute, jobs_expire_overdue
 
 
-@shared_task(name="inference.synthesize", bind=True, acks_late=True, ignore_result=True)
+@shared_task(name=SYNTHESIZE_TASK, bind=True, acks_late=True, ignore_result=True)
 def synthesize(self, job_id: int, node_name: str | None = None) -> None:
     """Run one job on the node whose queue delivered it ("node.<name>").
 
     ``acks_late`` (plus reject-on-worker-lost in settings): a worker that dies mid-job gets
     the message redelivered; ``job_execute``'s conditional claim makes the redelivery a
-    no-op when the job already finished or moved to another node.
+    no-op when the job already finished or moved to another node. The job services send
+    it by name (``inference.services.dispatch``), so they never import this module.
     """
     if node_name is None:
         routing_key = (self.request.delivery_info or {}).get("routing_key") or ""

@@ -20,14 +20,14 @@ from console.consumers.wire import off_the_shared_thread
 from console.errors import NotFound, VoxfleetError
 from fleetagent import frames, protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
-from fleetagent.desired_state import node_desired_state_reconcile
-from fleetagent.models import Node
-from fleetagent.refusals import node_frames_refused
+from fleetagent.selectors import node_get
 from fleetagent.services import (
     node_action_acknowledge,
     node_agent_connect,
     node_agent_disconnect,
     node_authenticate,
+    node_desired_state_reconcile,
+    node_frames_refused,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         embedded_node_id = self.scope.get(EMBEDDED_SCOPE_KEY)
         if embedded_node_id is not None:
             # Set only by fleetagent.agent.loopback inside this process, never by a server.
-            self.node = await database_sync_to_async(Node.objects.get)(pk=embedded_node_id)
+            self.node = await database_sync_to_async(node_get)(node_id=embedded_node_id)
             await self.accept()
             return
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404
+from django.shortcuts import render
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
@@ -11,7 +12,6 @@ from rest_framework.response import Response
 
 from console.ops.access import staff_required
 from fleetagent.choices import NodeState
-from fleetagent.models import Node, NodeAction
 from fleetagent.protocol import ACTIONS
 from fleetagent.selectors import (
     OVERHEAT_C,
@@ -20,10 +20,19 @@ from fleetagent.selectors import (
     fleet_summary,
     gpu_series,
     node_action_dict,
+    node_action_find,
     node_action_list,
+    node_find,
     node_snapshot_list,
 )
 from fleetagent.services import node_action_request
+
+
+def _node_or_404(name: str):
+    node = node_find(name=name)
+    if node is None:
+        raise Http404("No Node matches the given query.")
+    return node
 
 
 def _page_settings() -> dict:
@@ -53,7 +62,7 @@ def dashboard(request):
 
 @staff_required
 def node_detail(request, name: str):
-    node = get_object_or_404(Node, name=name)
+    node = _node_or_404(name)
     snapshot = node_snapshot_list(node_ids=[node.pk])[0]
     return render(
         request,
@@ -84,7 +93,7 @@ def api_nodes(request):
 @permission_classes([IsAdminUser])
 def api_node_actions(request, name: str):
     """GET: the node's audit log. POST {"action": drain|resume|restart}: 202, then the agent's ack."""
-    node = get_object_or_404(Node, name=name)
+    node = _node_or_404(name)
     if request.method == "GET":
         return Response({"actions": [node_action_dict(a) for a in node_action_list(node=node)]})
     data = ActionInput(data=request.data)
@@ -96,14 +105,16 @@ def api_node_actions(request, name: str):
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def api_action(request, action_id: int):
-    record = get_object_or_404(NodeAction.objects.select_related("node", "requested_by"), pk=action_id)
+    record = node_action_find(action_id=action_id)
+    if record is None:
+        raise Http404("No NodeAction matches the given query.")
     return Response(node_action_dict(record))
 
 
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def api_node_series(request, name: str):
-    node = get_object_or_404(Node, name=name)
+    node = _node_or_404(name)
     try:
         minutes = max(1, min(int(request.query_params.get("minutes", 10)), 30 * 24 * 60))
     except ValueError:

@@ -19,17 +19,6 @@ def bar_figure(
     }
 
 
-def stacked_bar_figure(*, x: list, series: dict[str, list], y_title: str = "tokens") -> dict:
-    data = [
-        {"type": "bar", "x": x, "y": ys, "name": name, "marker": {"color": PALETTE[i % len(PALETTE)]}}
-        for i, (name, ys) in enumerate(series.items())
-    ]
-    return {
-        "data": data,
-        "layout": {"barmode": "stack", "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"}},
-    }
-
-
 def donut_figure(*, labels: list, values: list) -> dict:
     return {
         "data": [

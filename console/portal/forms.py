@@ -92,10 +92,53 @@ class InviteAcceptForm(_PasswordPairMixin, forms.Form):
     )
 
 
+API_KEY_SCOPE_CHOICES = [
+    ("synthesize", "Synthesize (jobs, speech and their audio)"),
+    ("usage:read", "Read usage and quota"),
+    ("voices:manage", "Manage voices"),
+]
+
+
 class ApiKeyForm(forms.Form):
     name = forms.CharField(
         max_length=64, label="Key name", help_text="Where it will be used, e.g. “production server”."
     )
+    scopes = forms.MultipleChoiceField(
+        choices=API_KEY_SCOPE_CHOICES,
+        initial=[c for c, _ in API_KEY_SCOPE_CHOICES],
+        widget=forms.CheckboxSelectMultiple,
+        label="What it may do",
+    )
+    monthly_token_cap = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Monthly token cap",
+        help_text="Optional: the key is refused (429 api_key_cap_reached) past this many tokens a month.",
+    )
+
+
+class AlertPolicyForm(forms.Form):
+    allowance_percents = forms.CharField(
+        max_length=40,
+        label="Alert at these shares of the allowance (%)",
+        help_text="Comma-separated whole percentages, e.g. 50, 80, 100 (at most 5).",
+    )
+    topup_below_tokens = forms.IntegerField(
+        required=False, min_value=1, label="Alert when top-ups fall below (tokens)", help_text="Empty: no alert."
+    )
+    email_enabled = forms.BooleanField(required=False, label="Also e-mail the billing address")
+
+    def clean_allowance_percents(self):
+        raw = self.cleaned_data["allowance_percents"]
+        try:
+            values = [int(p) for p in raw.replace("%", "").split(",") if p.strip()]
+        except ValueError:
+            raise forms.ValidationError("Use whole numbers separated by commas, e.g. 80, 100.") from None
+        return values
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(max_length=500, label="Webhook URL", assume_scheme="https")
 
 
 class VoiceForm(forms.Form):

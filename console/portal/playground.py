@@ -1,28 +1,21 @@
 """The playground's catalogue of instruction presets and the live quote.
 
-The quote runs the very checks the API runs (text limits, instruction parsing, the
-plan's feature gate, token counting), so what the page shows inline is what the API
-would answer: one source of truth, no JavaScript port of the rules.
+The quote is the API's own ``inference.services.job_quote`` (text limits, instruction
+parsing, the plan's feature gate, token counting), so what the page shows inline is what
+the API would answer: one source of truth, no JavaScript port of the rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from billing.metering import count_tokens
-from billing.models import Tenant
-from console.errors import VoxfleetError
-from inference.text.instruction import DIALECTS, parse_instruction
-from inference.text.language import detect_language
-from inference.text.normalize import INSTRUCTION_MAX_CHARS, TEXT_MAX_CHARS, normalize_text, validate_request_text
+from inference.services import job_quote
+from inference.text import INSTRUCTION_MAX_CHARS, LANGUAGE_NAMES, TEXT_MAX_CHARS
+from inference.text.instruction import DIALECTS
 
-LANGUAGES = (
-    ("zh", "Mandarin"),
-    ("yue", "Cantonese"),
-    ("en", "English"),
-    ("ja", "Japanese"),
-    ("ko", "Korean"),
-)
+if TYPE_CHECKING:
+    from billing.models import Tenant
 
 # Instruction texts in the wording CosyVoice 3's instruct list uses; the API parses them
 # back into dialect/emotion/style, so a preset is just a convenient way to type one.
@@ -76,43 +69,18 @@ def presets_for_tenant(*, tenant: Tenant) -> dict[str, list[Preset]]:
 
 
 def quote_get(*, tenant: Tenant, text: str, instruction: str = "") -> dict:
-    """Tokens the request would cost and the errors the API would raise, per field.
-
-    The language is what the API will use: the dialect's language if the instruction names
-    one (Cantonese), else the language the text is written in.
-    """
-    from billing.services import plan_feature_check
-
-    errors: dict[str, str] = {}
-    clean_text = normalize_text(text or "")
-    clean_instruction = normalize_text(instruction or "")
-    try:
-        validated = validate_request_text(text or "", instruction or None)
-        clean_text, clean_instruction = validated.text, validated.instruction or ""
-    except VoxfleetError as exc:
-        errors["instruction" if "instruction" in exc.code else "text"] = exc.message
-    features: set[str] = set()
-    language = detect_language(clean_text) if clean_text else "zh"
-    parsed = parse_instruction(clean_instruction) if clean_instruction else None
-    if parsed is not None:
-        features = set(parsed.required_features)
-        if parsed.language:
-            language = parsed.language
-    try:
-        plan_feature_check(tenant=tenant, language=language, features=features)
-    except VoxfleetError as exc:
-        field = "text" if str(exc.extra.get("feature", "")).startswith("language:") else "instruction"
-        errors.setdefault(field, exc.message)
+    """Tokens the request would cost and the errors the API would raise, per field."""
+    quote = job_quote(tenant=tenant, text=text or "", instruction=instruction or None)
     return {
-        "tokens": count_tokens(clean_text, clean_instruction),
-        "text_tokens": count_tokens(clean_text),
-        "instruction_tokens": count_tokens(clean_instruction) if clean_instruction else 0,
-        "chars": len(clean_text),
+        "tokens": quote.tokens,
+        "text_tokens": quote.text_tokens,
+        "instruction_tokens": quote.instruction_tokens,
+        "chars": len(quote.text),
         "text_limit": TEXT_MAX_CHARS,
-        "instruction_chars": len(clean_instruction),
+        "instruction_chars": len(quote.instruction),
         "instruction_limit": INSTRUCTION_MAX_CHARS,
-        "features": sorted(features),
-        "language": language,
-        "language_name": dict(LANGUAGES).get(language, language),
-        "errors": errors,
+        "features": sorted(quote.features),
+        "language": quote.language,
+        "language_name": LANGUAGE_NAMES.get(quote.language, quote.language),
+        "errors": quote.errors,
     }

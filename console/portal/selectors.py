@@ -1,60 +1,51 @@
-"""Portal reads: which tenant a user acts for, and the data its pages show."""
+"""Portal reads: the data its pages show, from billing's and inference's selectors.
+
+No models here: tenants, plans, quotas and invoices come from ``billing.selectors``, voices
+and jobs from ``inference.selectors``; the rules (self-service, proration) from
+``billing.pricing``. Which tenant a user acts for is ``billing.selectors.membership_for_user``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import Membership, Tenant
-from billing.selectors import economics_by_node, economics_by_period, economics_by_tenant
+from billing.periods import billing_month_window
+from billing.pricing import plan_is_upgrade, plan_self_service_allowed, proration_amount, proration_fraction
+from billing.selectors import (
+    economics_overview,
+    plan_change_pending,
+    plan_list_offered,
+    tenant_count_by_plan,
+    tenant_list,
+    topup_list_for_tenant,
+    topup_pack_list_active,
+    usage_by_day,
+    usage_since,
+)
+from inference.choices import JobStatus
+from inference.selectors import job_list_for_tenant, voice_list_for_tenant
 from inference.text.instruction import parse_instruction
+
+if TYPE_CHECKING:
+    from billing.models import Tenant
 
 LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "Japanese", "ko": "Korean"}
 FEATURE_NAMES = {"plain": "No instruction", "dialect": "Dialect", "emotion": "Emotion", "style": "Style"}
 
 
-# The session key under which the portal remembers the selected tenant; the jobs API reads
-# the same key (inference.api.auth.SESSION_TENANT_KEY), so the playground acts for it too.
-SESSION_TENANT_KEY = "tenant_id"
-
-
-def membership_for_user(*, user, selected_tenant_id=None) -> Membership | None:
-    """The membership the user acts through: the selected tenant's, else the oldest."""
-    if not user.is_authenticated:
-        return None
-    memberships = Membership.objects.select_related("tenant", "tenant__plan").filter(user=user)
-    if selected_tenant_id is not None:
-        selected = memberships.filter(tenant_id=selected_tenant_id).first()
-        if selected is not None:
-            return selected
-    return memberships.order_by("created_at", "id").first()
-
-
-def memberships_for_user(*, user) -> list[Membership]:
-    return list(Membership.objects.select_related("tenant").filter(user=user).order_by("created_at", "id"))
-
-
-def tenant_members(*, tenant: Tenant) -> list[Membership]:
-    return list(Membership.objects.select_related("user").filter(tenant=tenant).order_by("created_at"))
-
-
 def voices_for_tenant(*, tenant: Tenant) -> list:
     """Presets then the tenant's own voices, as the API lists them."""
-    from inference.selectors import voice_list_for_tenant
-
     return voice_list_for_tenant(tenant=tenant)
 
 
 def jobs_recent(*, tenant: Tenant, limit: int = 10) -> list:
-    from inference.selectors import job_list_for_tenant
-
     return list(job_list_for_tenant(tenant=tenant)[:limit])
 
 
@@ -67,122 +58,106 @@ def instruction_features(instruction: str) -> tuple[str, ...]:
 
 
 def usage_breakdown(*, tenant: Tenant, days: int = 30, now: dt.datetime | None = None) -> dict:
-    """Tokens of succeeded jobs per local day, per language and per plan feature (one query).
+    """Tokens charged per local day (billing's usage_by_day, as the API counts them), and the
+    same window's tokens per language and per plan feature (from the jobs that succeeded in it).
 
     Succeeded jobs are exactly the settled reservations, so these tokens are what was charged.
     """
-    from inference.models import JobStatus, SynthesisJob
-
     now = now or timezone.now()
-    tz = tenant.tz
-    today = now.astimezone(tz).date()
-    first = today - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(first, dt.time.min, tzinfo=tz)
+    per_day = usage_by_day(tenant=tenant, days=days, now=now)
+    since = usage_since(tenant=tenant, days=days, now=now)
     rows = (
-        SynthesisJob.objects.filter(tenant=tenant, status=JobStatus.SUCCEEDED, created_at__gte=since)
-        .annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values("day", "language", "instruction")
+        job_list_for_tenant(tenant=tenant, status=JobStatus.SUCCEEDED)
+        .filter(finished_at__gte=since)
+        .order_by()
+        .values("language", "instruction")
         .annotate(tokens=Sum("tokens"), jobs=Count("id"))
     )
-    per_day: dict[dt.date, int] = defaultdict(int)
     per_language: dict[str, int] = defaultdict(int)
     per_feature: dict[str, int] = defaultdict(int)
-    total_jobs = 0
     for row in rows:
         tokens = int(row["tokens"] or 0)
-        per_day[row["day"]] += tokens
         per_language[row["language"]] += tokens
         for feature in instruction_features(row["instruction"] or ""):
             per_feature[feature] += tokens
-        total_jobs += row["jobs"]
-    day_list = [first + dt.timedelta(days=i) for i in range(days)]
     return {
-        "days": [d.isoformat() for d in day_list],
-        "tokens_per_day": [per_day.get(d, 0) for d in day_list],
+        "days": [d["day"].isoformat() for d in per_day],
+        "tokens_per_day": [d["tokens"] for d in per_day],
         "by_language": {LANGUAGE_NAMES.get(k, k): v for k, v in sorted(per_language.items(), key=lambda kv: -kv[1])},
         "by_feature": {FEATURE_NAMES.get(k, k): v for k, v in sorted(per_feature.items(), key=lambda kv: -kv[1])},
-        "total_tokens": sum(per_day.values()),
-        "total_jobs": total_jobs,
+        "total_tokens": sum(d["tokens"] for d in per_day),
+        "total_jobs": sum(d["jobs"] for d in per_day),
     }
 
 
 def plan_options(*, tenant: Tenant, now: dt.datetime | None = None) -> dict:
-    """What changing to each public plan would do, in words, for the plan page.
+    """What changing to each offered plan would do, for the plan page.
 
-    Mirrors billing.services.plan_change: a dearer plan applies at once with the price
-    difference prorated to the end of the billing month; a cheaper one at the month's end.
+    The rules are billing.pricing's, as billing.services.plan_change applies them: a plan the
+    customer may not pick themselves says "contact sales"; a dearer plan applies at once with
+    the price difference prorated to the end of the billing month; a cheaper one at its end.
     """
-    from decimal import ROUND_HALF_UP
-
-    from billing.models import Plan, PlanChange, PlanChangeKind
-    from billing.periods import billing_month_window
-
     now = now or timezone.now()
     current = tenant.plan
     month_start, month_end = billing_month_window(now=now, tz=tenant.tz)
-    fraction = Decimal((month_end - now).total_seconds()) / Decimal((month_end - month_start).total_seconds())
-    pending = (
-        PlanChange.objects.select_related("to_plan")
-        .filter(tenant=tenant, kind=PlanChangeKind.DOWNGRADE, applied_at__isnull=True, cancelled_at__isnull=True)
-        .first()
-    )
-    plans = list(Plan.objects.filter(is_public=True) | Plan.objects.filter(pk=current.pk))
+    fraction = proration_fraction(now=now, month_start=month_start, month_end=month_end)
     options = []
-    for plan in sorted(set(plans), key=lambda p: (p.sort_order, p.monthly_price)):
-        is_upgrade = (plan.monthly_price, plan.allowance_tokens) > (current.monthly_price, current.allowance_tokens)
-        option = {"plan": plan, "is_current": plan.pk == current.pk, "is_upgrade": is_upgrade, "contact_sales": False}
-        if plan.dedicated_nodes and not option["is_current"]:
+    for plan in plan_list_offered(tenant=tenant):
+        is_current = plan.pk == current.pk
+        is_upgrade = plan_is_upgrade(old_plan=current, new_plan=plan)
+        option = {"plan": plan, "is_current": is_current, "is_upgrade": is_upgrade, "contact_sales": False}
+        if not is_current and not plan_self_service_allowed(plan=plan):
             option["contact_sales"] = True
         elif is_upgrade:
-            option["prorated_amount"] = ((plan.monthly_price - current.monthly_price) * fraction).quantize(
-                Decimal("0.01"), ROUND_HALF_UP
-            )
+            option["prorated_amount"] = proration_amount(old_plan=current, new_plan=plan, fraction=fraction)
         options.append(option)
-    return {"options": options, "pending": pending, "month_end": month_end, "current": current}
-
-
-def topups_for_tenant(*, tenant: Tenant, now: dt.datetime | None = None) -> dict:
-    from billing.models import TopUp, TopUpPack
-
-    now = now or timezone.now()
     return {
-        "packs": list(TopUpPack.objects.filter(is_active=True).order_by("tokens")),
-        "topups": list(TopUp.objects.filter(tenant=tenant).order_by("-purchased_at")[:20]),
-        "now": now,
+        "options": options,
+        "pending": plan_change_pending(tenant=tenant),
+        "month_end": month_end,
+        "current": current,
     }
 
 
-def invoices_for_tenant(*, tenant: Tenant) -> list:
-    from billing.models import Invoice
+def topups_for_tenant(*, tenant: Tenant, now: dt.datetime | None = None) -> dict:
+    return {
+        "packs": topup_pack_list_active(),
+        "topups": topup_list_for_tenant(tenant=tenant, limit=20),
+        "now": now or timezone.now(),
+    }
 
-    return list(Invoice.objects.filter(tenant=tenant).prefetch_related("lines").order_by("-period_start"))
 
-
-STAFF_ECONOMICS_TTL_S = 30
+# Beat recomputes the figures every minute (console.portal.tasks); a page served between two
+# runs reads them from the cache, one without beat (embedded) computes them on a miss.
+STAFF_ECONOMICS_TTL_S = 150
+# The overview lists (and charts) the tenants with the most revenue this month; the admin
+# lists them all. At 10,000 tenants a full table would be most of the page's weight.
+STAFF_TENANT_ROWS = 50
 
 
 def staff_economics(*, period_start: dt.date, months: int = 6, fresh: bool = False) -> dict:
-    """Revenue, GPU cost and margin per tenant, node and month (billing's selectors), cached briefly.
+    """Revenue, GPU cost and margin per tenant, node and month (billing's economics_overview),
+    cached briefly.
 
-    Billing computes these from invoices, line items and settled reservations tenant by
-    tenant; staff look at trends, so figures up to half a minute old are fine ("recompute
-    now" bypasses the cache). Billing projects no subscription into months that ended
-    before a tenant signed up.
+    Billing aggregates these in SQL (its query count depends on the tenants' time zones, not
+    on how many tenants or jobs there are); staff look at trends, so figures a minute or two
+    old are fine ("recompute now" bypasses the cache). Only what the page shows is
+    cached: the top tenants, the nodes, the months and the counts.
     """
     key = f"portal:staff-economics:{period_start.isoformat()}:{months}"
     data = None if fresh else cache.get(key)
     if data is not None:
         return data
-    tenants = list(Tenant.objects.select_related("plan").order_by("name"))
-    by_tenant = economics_by_tenant(period_start=period_start, tenants=tenants)
-    by_period = economics_by_period(
-        months=months, now=dt.datetime.combine(period_start, dt.time(12), tzinfo=dt.UTC), tenants=tenants
-    )
+    tenants = tenant_list()
+    overview = economics_overview(period_start=period_start, months=months, tenants=tenants)
+    plans = {t.pk: t.plan.name for t in tenants}
+    top = overview.by_tenant[:STAFF_TENANT_ROWS]
     data = {
-        "tenants": tenants,
-        "by_tenant": by_tenant,
-        "by_node": economics_by_node(period_start=period_start),
-        "by_period": by_period,
+        "tenant_count": len(tenants),
+        "plan_counts": tenant_count_by_plan(),
+        "rows": [{"e": e, "tenant_id": int(e.key), "plan": plans.get(int(e.key), "")} for e in top],
+        "by_node": overview.by_node,
+        "by_period": overview.by_period,
         "computed_at": timezone.now(),
     }
     cache.set(key, data, STAFF_ECONOMICS_TTL_S)

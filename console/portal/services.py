@@ -1,34 +1,43 @@
-"""Portal writes: sign-up and member invitations (keyword-only, named <entity>_<action>).
+"""Portal writes: sign-up, member invitations, and a customer's own plan changes and top-ups
+(keyword-only, named <entity>_<action>), on top of billing's services.
 
-Invitations are signed, expiring tokens rather than rows: the link itself carries the
-tenant and the invited e-mail, so there is nothing to clean up and nothing to leak from
-the database. A link can be used once per e-mail (the membership then exists).
+Invitations are billing's rows (billing.services.invitation_*): one e-mail, used once,
+expiring and revocable; the link carries a secret kept only as a hash.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from billing.models import Membership, MembershipRole, Tenant
-from billing.services import membership_add, plan_get, tenant_create, user_create
-from console.errors import Conflict, NotFound, PermissionDenied, VoxfleetError
+from billing.choices import PlanChangeKind
+from billing.selectors import tenant_get_by_name
+from billing.services import (
+    INVITATION_VALID_FOR,
+    invitation_check,
+    invoice_draft_refresh,
+    plan_change,
+    plan_get,
+    tenant_create,
+    topup_purchase,
+    user_create,
+)
+from billing.services import invitation_accept as billing_invitation_accept
+from billing.services import invitation_create as billing_invitation_create
+from console.errors import Conflict, VoxfleetError
 
-INVITATION_SALT = "voxfleet.portal.invitation"
-INVITATION_MAX_AGE_S = 7 * 24 * 3600
+if TYPE_CHECKING:
+    from billing.models import PlanChange, Tenant, TopUp
+
 SIGNUP_PLAN_CODE = "free"
-
-
-class InvitationInvalid(VoxfleetError):
-    code = "invitation_invalid"
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Invitation:
     tenant: Tenant
     email: str
     invited_by: str
+    expires_at: dt.datetime
 
 
 @transaction.atomic
@@ -46,7 +56,7 @@ def signup_complete(*, username: str, email: str, password: str, organisation: s
     User = get_user_model()
     if User.objects.filter(username__iexact=username).exists():
         raise Conflict("That username is taken.", code="username_taken")
-    if Tenant.objects.filter(name__iexact=organisation).exists():
+    if tenant_get_by_name(name=organisation) is not None:
         raise Conflict("An organisation with that name already exists.", code="organisation_taken")
     try:
         zoneinfo.ZoneInfo(time_zone)
@@ -67,32 +77,23 @@ def signup_complete(*, username: str, email: str, password: str, organisation: s
     return user, tenant
 
 
-def membership_role(*, tenant: Tenant, user) -> str | None:
-    m = Membership.objects.filter(tenant=tenant, user=user).values_list("role", flat=True).first()
-    return m
-
-
 def invitation_create(*, tenant: Tenant, email: str, invited_by) -> str:
-    """A signed token for an invitation link; only the tenant's owner may invite."""
-    if membership_role(tenant=tenant, user=invited_by) != MembershipRole.OWNER:
-        raise PermissionDenied("Only the organisation's owner can invite members.")
-    email = email.strip().lower()
-    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
-        raise Conflict(f"{email} is already a member of {tenant.name}.", code="already_member")
-    return signing.dumps(
-        {"t": tenant.pk, "e": email, "by": invited_by.get_username()}, salt=INVITATION_SALT, compress=True
-    )
+    """The secret token of a new invitation link (billing's rules: owners only, one e-mail,
+    single use, expiring, revocable)."""
+    _, token = billing_invitation_create(tenant=tenant, email=email, invited_by=invited_by)
+    return token
 
 
 def invitation_send(*, tenant: Tenant, email: str, invited_by, base_url: str | None = None) -> str:
     """Create an invitation and e-mail its link. Returns the link (shown to the owner too)."""
     token = invitation_create(tenant=tenant, email=email, invited_by=invited_by)
     link = (base_url or settings.PUBLIC_URL).rstrip("/") + reverse("portal:invite_accept", args=[token])
+    days = INVITATION_VALID_FOR.days
     send_mail(
         subject=f"You are invited to {tenant.name} on Voxfleet",
         message=(
             f"{invited_by.get_username()} invited you to join {tenant.name} on Voxfleet.\n\n"
-            f"Accept the invitation here (valid for 7 days):\n{link}\n"
+            f"Accept the invitation here (valid for {days} days, once, for {email.strip().lower()}):\n{link}\n"
         ),
         from_email=None,
         recipient_list=[email],
@@ -101,32 +102,35 @@ def invitation_send(*, tenant: Tenant, email: str, invited_by, base_url: str | N
 
 
 def invitation_read(*, token: str) -> Invitation:
-    try:
-        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE_S)
-    except signing.SignatureExpired:
-        raise InvitationInvalid("This invitation has expired; ask for a new one.") from None
-    except signing.BadSignature:
-        raise InvitationInvalid("This invitation link is not valid.") from None
-    tenant = Tenant.objects.filter(pk=data["t"], is_active=True).first()
-    if tenant is None:
-        raise NotFound("The organisation of this invitation no longer exists.")
-    return Invitation(tenant=tenant, email=data["e"], invited_by=data["by"])
+    invitation = invitation_check(token=token)
+    return Invitation(
+        tenant=invitation.tenant,
+        email=invitation.email,
+        invited_by=invitation.invited_by.get_username() if invitation.invited_by else "",
+        expires_at=invitation.expires_at,
+    )
 
 
-@transaction.atomic
 def invitation_accept(*, token: str, user=None, username: str = "", password: str = ""):
-    """Join the invited tenant as a member: as ``user`` if logged in, else as a new user.
+    """Join the invited tenant as a member: as ``user`` if logged in (with the invited
+    e-mail), else as a new user. Returns (user, tenant)."""
+    return billing_invitation_accept(token=token, user=user, username=username, password=password)
 
-    Returns (user, tenant).
-    """
-    invitation = invitation_read(token=token)
-    if user is None:
-        User = get_user_model()
-        if User.objects.filter(username__iexact=username).exists():
-            raise Conflict("That username is taken.", code="username_taken")
-        user = user_create(username=username, password=password, email=invitation.email)
-    try:
-        membership_add(tenant=invitation.tenant, user=user)
-    except Conflict:
-        raise Conflict(f"You are already a member of {invitation.tenant.name}.", code="already_member") from None
-    return user, invitation.tenant
+
+# --- a customer's own plan changes and top-ups ------------------------------------------
+
+
+def plan_change_request(*, tenant: Tenant, plan_code: str) -> PlanChange:
+    """The owner's plan change from the plan page (billing's rules); an upgrade's prorated
+    charge goes on this month's draft invoice at once, so the invoice page shows it."""
+    change = plan_change(tenant=tenant, plan_code=plan_code)
+    if change.kind == PlanChangeKind.UPGRADE and change.prorated_amount:
+        invoice_draft_refresh(tenant=tenant)
+    return change
+
+
+def topup_buy(*, tenant: Tenant, pack_code: str, idempotency_key: str | None = None) -> TopUp:
+    """The owner buys a top-up pack; its charge goes on this month's draft invoice at once."""
+    topup = topup_purchase(tenant=tenant, pack_code=pack_code, idempotency_key=idempotency_key)
+    invoice_draft_refresh(tenant=tenant)
+    return topup

@@ -13,6 +13,7 @@ import random
 import socket
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import websockets
 from django.db import DatabaseError
@@ -20,8 +21,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fleetagent import protocol
 from fleetagent.agent.collect import CpuCollector, NvmlCollector, host_read
-from fleetagent.agent.runtime import NodeRuntime
-from fleetagent.agent.stats import JobStats
+
+if TYPE_CHECKING:
+    from fleetagent.agent.runtime import NodeRuntime
+    from fleetagent.agent.stats import JobStats
 
 logger = logging.getLogger(__name__)
 

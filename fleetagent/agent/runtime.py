@@ -2,9 +2,12 @@
 
 ``NodeRuntime`` is the in-process side shared by the embedded local node and a GPU host:
 drain (take no new jobs), resume, restart (drain, let in-flight jobs finish or requeue them,
-clear engine caches + ``torch.cuda.empty_cache()`` and reload through
-``inference.runtime.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
+clear engine caches + ``torch.cuda.empty_cache()`` and reload through the engine layer's
+``inference.engines.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
 stops and restarts consumption of the node's Celery queue through worker remote control.
+
+The agent is an entry point: it reads and moves jobs only through the jobs app's public
+selectors and services.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 
-from fleetagent.agent.stats import JobStats
+from inference.engines import engine_clear_and_reload
+from inference.selectors import job_counts_for_node
+from inference.services import job_requeue_from_node
+
+if TYPE_CHECKING:
+    from fleetagent.agent.stats import JobStats
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +33,12 @@ logger = logging.getLogger(__name__)
 RESTART_DRAIN_TIMEOUT_S = 120.0
 
 
-def engine_clear_and_reload() -> dict:
-    """inference.runtime's reload (engine caches, empty_cache, load again), VRAM before/after in MB.
+def engine_restart_detail() -> dict:
+    """Reload the engine (caches, empty_cache, load again) and report it for the restart's ack.
 
-    VRAM is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
+    VRAM in MB is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
     """
-    from inference.runtime import engine_clear_and_reload as reload
-
-    result = reload() or {}
+    result = engine_clear_and_reload()
     before, after = result.get("vram_before") or {}, result.get("vram_after") or {}
     engine = result.get("engine")
     return {
@@ -49,29 +56,9 @@ def _mb(value) -> float | None:
     return None if value is None else round(value / (1024 * 1024), 1)
 
 
-def job_counts(*, node_name: str) -> tuple[int, int]:
-    """(running, queued) jobs assigned to this node, from the jobs table (the source of truth)."""
-    try:
-        from inference.models import SynthesisJob
-    except ImportError:
-        return 0, 0
-    rows = SynthesisJob.objects.filter(node__name=node_name, status__in=("running", "queued"))
-    running = queued = 0
-    for status in rows.values_list("status", flat=True):
-        if status == "running":
-            running += 1
-        else:
-            queued += 1
-    return running, queued
-
-
 def jobs_requeue(*, node_name: str) -> int:
-    try:
-        from inference.services import job_requeue_from_node
-    except ImportError:
-        return 0
-    result = job_requeue_from_node(node_name=node_name)
-    return result if isinstance(result, int) else len(result or [])
+    """Hand the node's open jobs back to the jobs app (requeued once, else failed); how many."""
+    return len(job_requeue_from_node(node_name=node_name))
 
 
 class NodeRuntime:
@@ -87,7 +74,7 @@ class NodeRuntime:
         self._lock = asyncio.Lock()
 
     async def counts(self) -> tuple[int, int]:
-        return await database_sync_to_async(job_counts)(node_name=self.node_name)
+        return await database_sync_to_async(job_counts_for_node)(node_name=self.node_name)
 
     # Hooks for the Celery worker (no-ops in embedded mode, where dispatch already skips
     # a draining node because node_pick_for_tenant only picks online nodes).
@@ -125,7 +112,7 @@ class NodeRuntime:
             requeued = 0
             if running:
                 requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
-            reload = await asyncio.to_thread(engine_clear_and_reload)
+            reload = await asyncio.to_thread(engine_restart_detail)
             if not was_draining:
                 await self.resume()
             return {

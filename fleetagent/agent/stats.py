@@ -1,4 +1,4 @@
-"""Per-node job statistics from the outcomes the agent sees (inference.runtime listener hook)."""
+"""Per-node job statistics from the outcomes the agent sees (an ``inference.listeners`` job listener)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from fleetagent.protocol import JOB_RTF_BUCKETS, JOB_SECONDS_BUCKETS
+from inference.choices import JobStatus
 
 # Outcome names as /metrics labels: anything else is counted as "other".
 _OUTCOME_NAMES = frozenset({"succeeded", "failed", "cancelled", "expired", "requeued"})
@@ -73,7 +74,7 @@ class JobStats:
             self._running.add(job_id)
 
     def job_finished(self, job_id: int, outcome: str, duration_s: float, rtf: float | None = None) -> None:
-        """The inference.runtime listener signature: (job_id, outcome, duration_s, rtf)."""
+        """The ``inference.listeners`` signature: (job_id, outcome, duration_s, rtf)."""
         with self._lock:
             self._running.discard(job_id)
             key = outcome if outcome in _OUTCOME_NAMES else "other"
@@ -86,7 +87,7 @@ class JobStats:
                 JobOutcome(
                     at=self._clock(),
                     job_id=int(job_id),
-                    succeeded=outcome == "succeeded",
+                    succeeded=outcome == JobStatus.SUCCEEDED,
                     duration_s=float(duration_s or 0.0),
                     rtf=float(rtf) if rtf is not None else None,
                 )

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
+from billing.selectors import USAGE_DAYS_MAX
+from inference.choices import JobStatus, VoiceGender
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
 from inference.models import SynthesisJob
 from inference.selectors import ResolvedVoice
+from inference.text import LANGUAGES
+from inference.text.normalize import INSTRUCTION_MAX_CHARS, TEXT_MAX_CHARS
+
+# Page size of GET /api/v1/jobs: ?limit defaults to this and may not exceed the cap.
+JOBS_PAGE_DEFAULT = 50
+JOBS_PAGE_MAX = 100
 
 
 class VoiceOutSerializer(serializers.Serializer):
@@ -37,28 +46,84 @@ class VoiceOutSerializer(serializers.Serializer):
 
 class VoiceCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
-    audio = serializers.FileField(help_text="3–15 s of speech, ≥ 16 kHz, wav/flac/mp3/ogg, ≤ 10 MB.")
+    audio = serializers.FileField(
+        help_text="Binary audio file: 3–15 s of speech (at most 30 s in all), 16–192 kHz, mono or stereo, "
+        "wav/flac/mp3/ogg, ≤ 10 MB."
+    )
     transcript = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-    language = serializers.ChoiceField(choices=["zh", "yue", "en", "ja", "ko"], required=False)
-    gender = serializers.ChoiceField(choices=["female", "male"], required=False)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+    gender = serializers.ChoiceField(choices=VoiceGender.values, required=False)
 
 
 class VoiceRenameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Mandarin preset voice",
+            value={"input": "你好，欢迎使用语音合成。", "voice": "zh-female", "seed": 42},
+            request_only=True,
+        )
+    ]
+)
 class JobCreateSerializer(serializers.Serializer):
+    # The schema states the limits the services enforce (text front end, seed and speed
+    # rules); the services check again after normalization.
     input = serializers.CharField(
-        allow_blank=True, trim_whitespace=False, help_text="Text to speak, 1–200 characters after normalization."
+        trim_whitespace=False,
+        max_length=TEXT_MAX_CHARS * 4,
+        help_text=f"Text to speak, 1–{TEXT_MAX_CHARS} characters after normalization, with at least one word, "
+        "number or character (not only punctuation or emoji).",
     )
-    voice = serializers.CharField(help_text="A voice id or name from GET /api/v1/voices.")
+    voice = serializers.CharField(max_length=128, help_text="A voice id or name from GET /api/v1/voices.")
     instructions = serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, trim_whitespace=False, help_text="At most 100 characters."
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        trim_whitespace=False,
+        max_length=INSTRUCTION_MAX_CHARS * 4,
+        help_text=f"At most {INSTRUCTION_MAX_CHARS} characters after normalization.",
     )
     seed = serializers.IntegerField(
-        required=False, allow_null=True, help_text=f"{SEED_MIN}–{SEED_MAX:,}; drawn and returned when omitted."
+        required=False,
+        allow_null=True,
+        min_value=SEED_MIN,
+        max_value=SEED_MAX,
+        help_text=f"{SEED_MIN}–{SEED_MAX:,}; drawn and returned when omitted.",
     )
-    speed = serializers.FloatField(required=False, allow_null=True, help_text=f"{SPEED_MIN}–{SPEED_MAX}; default 1.")
+    speed = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=SPEED_MIN,
+        max_value=SPEED_MAX,
+        help_text=f"{SPEED_MIN}–{SPEED_MAX}; default 1.",
+    )
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/jobs: anything else than these values is a 400."""
+
+    status = serializers.ChoiceField(choices=JobStatus.values, required=False, help_text="Only jobs in this state.")
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=JOBS_PAGE_MAX,
+        default=JOBS_PAGE_DEFAULT,
+        help_text=f"Page size, at most {JOBS_PAGE_MAX}.",
+    )
+    offset = serializers.IntegerField(required=False, min_value=0, default=0, help_text="Jobs to skip.")
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=USAGE_DAYS_MAX,
+        default=30,
+        help_text=f"Days to cover, today included (1–{USAGE_DAYS_MAX}).",
+    )
 
 
 class JobErrorSerializer(serializers.Serializer):
@@ -117,7 +182,7 @@ class JobOutSerializer(serializers.ModelSerializer):
         return {"code": job.error_code, "message": job.error}
 
     def get_audio_url(self, job: SynthesisJob) -> str | None:
-        if job.status != "succeeded":
+        if job.status != JobStatus.SUCCEEDED:
             return None
         return reverse("api-job-audio", kwargs={"job_id": job.pk})
 

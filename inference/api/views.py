@@ -4,32 +4,39 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.limits import request_admit
+from billing.api_auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
 from billing.selectors import quota_get
-from console.errors import PermissionDenied
-from inference.api.auth import API_AUTHENTICATION, ApiKeyPrincipal, request_tenant
+from billing.services import request_admit
+from console.errors import PermissionDenied, VoxfleetError
 from inference.api.serializers import (
+    JOBS_PAGE_DEFAULT,
+    JOBS_PAGE_MAX,
     JobCreateSerializer,
+    JobListQuerySerializer,
     JobOutSerializer,
     JobPageSerializer,
     QuotaSerializer,
+    UsageQuerySerializer,
     UsageSerializer,
     VoiceCreateSerializer,
     VoiceOutSerializer,
     VoiceRenameSerializer,
 )
+from inference.audio import MAX_BYTES as AUDIO_MAX_BYTES
+from inference.audio.encode import FORMATS as AUDIO_FORMATS
 from inference.engines.base import PRESET_VOICES_BY_KEY
-from inference.models import JobSource, JobStatus
+from inference.models import JobSource
 from inference.selectors import (
     job_audio_read,
     job_get_for_tenant,
@@ -39,13 +46,20 @@ from inference.selectors import (
     voice_list_for_tenant,
     voice_resolve,
 )
-from inference.services import job_cancel, job_create, voice_create, voice_delete, voice_rename
+from inference.services import job_audio_stream, job_cancel, job_create, voice_create, voice_delete, voice_rename
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description='Invalid request: {"error": {"code", "message"}}'),
     401: OpenApiResponse(description="Missing or invalid API key"),
     404: OpenApiResponse(description="Unknown (or another tenant's) object"),
 }
+
+
+class JobPagination(LimitOffsetPagination):
+    """?limit (default 50, at most 100; validated by JobListQuerySerializer) and ?offset."""
+
+    default_limit = JOBS_PAGE_DEFAULT
+    max_limit = JOBS_PAGE_MAX
 
 
 class TenantAPIView(APIView):
@@ -94,7 +108,9 @@ class VoiceListCreateView(TenantAPIView):
         voice = voice_create(
             tenant=self.tenant(request),
             name=data.validated_data["name"],
-            audio=upload.read(),
+            # One byte past the limit is enough for the checks to say "too large"; the upload
+            # handler (console.uploads) already stopped anything much bigger while it streamed.
+            audio=upload.read(AUDIO_MAX_BYTES + 1),
             transcript=data.validated_data.get("transcript", ""),
             language=data.validated_data.get("language"),
             gender=data.validated_data.get("gender"),
@@ -163,16 +179,16 @@ class JobListCreateView(TenantAPIView):
     @extend_schema(
         operation_id="jobs_list",
         summary="The tenant's synthesis jobs, newest first",
-        parameters=[OpenApiParameter("status", str, enum=JobStatus.values, required=False)],
+        parameters=[JobListQuerySerializer],
         responses={200: JobPageSerializer, **ERROR_RESPONSES},
         tags=["jobs"],
     )
     def get(self, request):
-        status_filter = request.query_params.get("status") or None
-        if status_filter is not None and status_filter not in JobStatus.values:
-            status_filter = "-"
-        jobs = job_list_for_tenant(tenant=self.tenant(request), status=status_filter)
-        paginator = LimitOffsetPagination()
+        # A plain dict: DRF would read an empty ?status= from a QueryDict as "absent".
+        query = JobListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)  # an unknown status, a bad or oversized limit: 400
+        jobs = job_list_for_tenant(tenant=self.tenant(request), status=query.validated_data.get("status"))
+        paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobOutSerializer(page, many=True).data)
 
@@ -246,14 +262,30 @@ class JobCancelView(TenantAPIView):
         return Response(JobOutSerializer(job_cancel(job=job)).data)
 
 
+class AudioNegotiation(DefaultContentNegotiation):
+    """Here ``?format=`` names the audio format, not a DRF renderer; errors are always JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JobAudioView(TenantAPIView):
+    content_negotiation_class = AudioNegotiation
+
     @extend_schema(
         operation_id="jobs_audio",
-        summary="Download a succeeded job's audio",
-        parameters=[OpenApiParameter("format", str, enum=["wav", "pcm"], required=False)],
+        summary="A job's audio: downloaded once it succeeded, or streamed (chunked) while it runs",
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(AUDIO_FORMATS),
+                required=False,
+                description="wav (default: the stored file) or mp3, opus, aac, flac, pcm at 24 kHz.",
+            )
+        ],
         responses={
-            (200, "audio/wav"): OpenApiTypes.BINARY,
-            (200, "audio/pcm"): OpenApiTypes.BINARY,
+            **{(200, f.content_type): OpenApiTypes.BINARY for f in AUDIO_FORMATS.values()},
             409: OpenApiResponse(description="Not finished"),
             **ERROR_RESPONSES,
         },
@@ -261,7 +293,19 @@ class JobAudioView(TenantAPIView):
     )
     def get(self, request, job_id: int):
         job = job_get_for_tenant(tenant=self.tenant(request), job_id=job_id)
-        fmt = "pcm" if request.query_params.get("format") == "pcm" else "wav"
+        fmt = request.query_params.get("format") or "wav"
+        if fmt not in AUDIO_FORMATS:
+            raise VoxfleetError(
+                f"Unknown format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}.", code="invalid_format", param="format"
+            )
+        if not job.is_finished:
+            stream = job_audio_stream(job=job, response_format=fmt)
+            response = StreamingHttpResponse(stream.chunks, content_type=stream.content_type)
+            response["X-Sample-Rate"] = str(stream.sample_rate)
+            response["X-Job-Id"] = str(job.pk)
+            response["X-Seed"] = str(job.seed)
+            response["Cache-Control"] = "no-cache"
+            return response
         audio = job_audio_read(job=job, response_format=fmt)
         response = HttpResponse(audio.content, content_type=audio.content_type)
         response["Content-Disposition"] = f'attachment; filename="{job.pk}.{fmt}"'
@@ -289,16 +333,15 @@ class QuotaView(TenantAPIView):
 class UsageView(TenantAPIView):
     @extend_schema(
         operation_id="usage_retrieve",
-        summary="Synthesis usage per day (tokens charged, jobs, audio and GPU seconds) and the quota",
-        parameters=[OpenApiParameter("days", int, required=False, description="1–366, default 30")],
+        summary="Usage per day in the tenant's time zone (tokens charged, jobs, audio and GPU seconds), and the quota",
+        parameters=[UsageQuerySerializer],
         responses={200: UsageSerializer, **ERROR_RESPONSES},
         tags=["usage"],
     )
     def get(self, request):
-        try:
-            days = min(366, max(1, int(request.query_params.get("days", 30))))
-        except ValueError:
-            days = 30
+        query = UsageQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)  # ?days=abc or out of 1..366: 400
+        days = query.validated_data["days"]
         tenant = self.tenant(request)
         usage = usage_for_tenant(tenant=tenant, days=days)
         usage["quota"] = _quota_dict(tenant)

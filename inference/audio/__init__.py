@@ -10,7 +10,7 @@ from inference.audio.checks import (
     clipping_ratio,
     validate_prompt_audio,
 )
-from inference.audio.decode import DecodedAudio, decode_audio, resample
+from inference.audio.decode import AudioHeader, DecodedAudio, audio_probe, decode_audio, resample
 from inference.audio.errors import (
     AudioClipped,
     AudioCorrupt,
@@ -22,6 +22,7 @@ from inference.audio.errors import (
     AudioSilent,
     AudioTooLarge,
     AudioTooLong,
+    AudioTooManyChannels,
     PromptAudioInvalid,
     SpeechTooLong,
     SpeechTooShort,
@@ -37,6 +38,7 @@ __all__ = [
     "MIN_SPEECH_S",
     "AudioClipped",
     "AudioCorrupt",
+    "AudioHeader",
     "AudioEmpty",
     "AudioFormatUnsupported",
     "AudioNoSpeech",
@@ -45,6 +47,7 @@ __all__ = [
     "AudioSilent",
     "AudioTooLarge",
     "AudioTooLong",
+    "AudioTooManyChannels",
     "DecodedAudio",
     "PromptAudio",
     "PromptAudioInvalid",
@@ -52,6 +55,7 @@ __all__ = [
     "SpeechTooLong",
     "SpeechTooShort",
     "VoiceProfile",
+    "audio_probe",
     "clipping_ratio",
     "decode_audio",
     "extract_voice_profile",

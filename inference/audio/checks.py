@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from inference.audio.decode import DecodedAudio, decode_audio, resample
+from inference.audio.decode import DecodedAudio, audio_probe, decode_audio, resample
 from inference.audio.errors import (
     AudioClipped,
     AudioNoSpeech,
@@ -21,6 +21,7 @@ from inference.audio.errors import (
     AudioSilent,
     AudioTooLarge,
     AudioTooLong,
+    AudioTooManyChannels,
     SpeechTooLong,
     SpeechTooShort,
 )
@@ -28,6 +29,9 @@ from inference.audio.vad import VAD_RATE, SpeechSegment, speech_segments
 
 MAX_BYTES = 10 * 1024 * 1024
 MIN_SAMPLE_RATE = 16000
+# Decoding cost is frames x channels: both are bounded from the header before any decoding.
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 2
 MIN_SPEECH_S = 3.0
 MAX_SPEECH_S = 15.0
 # A prompt may carry silence around its speech, but not minutes of it: decoding and
@@ -107,12 +111,40 @@ def clipping_ratio(samples: numpy.ndarray) -> float:
     return float(numpy.count_nonzero(plateau | over)) / audible
 
 
+def _header_check(header) -> None:
+    """Refuse from the header alone (no sample decoded): rate, channels and length."""
+    if header.sample_rate < MIN_SAMPLE_RATE:
+        raise AudioSampleRateTooLow(
+            f"The audio is sampled at {header.sample_rate} Hz; at least {MIN_SAMPLE_RATE} Hz is needed "
+            "(telephone-quality 8 kHz audio is too coarse to clone a voice).",
+            sample_rate=header.sample_rate,
+        )
+    if header.sample_rate > MAX_SAMPLE_RATE:
+        raise AudioSampleRateTooLow(
+            f"The audio is sampled at {header.sample_rate} Hz; at most {MAX_SAMPLE_RATE} Hz is accepted "
+            "(export it at 44.1 or 48 kHz).",
+            code="audio_sample_rate_too_high",
+            sample_rate=header.sample_rate,
+        )
+    if header.channels > MAX_CHANNELS:
+        raise AudioTooManyChannels(
+            f"The audio has {header.channels} channels; upload a mono or stereo recording of one voice.",
+            channels=header.channels,
+        )
+    if header.duration_s > MAX_TOTAL_S:
+        raise AudioTooLong(
+            f"The audio lasts {header.duration_s:.1f} s; upload at most {MAX_TOTAL_S:.0f} s "
+            f"containing {MIN_SPEECH_S:.0f} to {MAX_SPEECH_S:.0f} s of speech.",
+            duration_s=round(header.duration_s, 2),
+        )
+
+
 def validate_prompt_audio(data: bytes) -> PromptAudio:
     """Run every check on uploaded prompt-audio bytes; return the measurements or raise.
 
     Raises (all ``PromptAudioInvalid``): ``AudioTooLarge`` (413), ``AudioEmpty``,
     ``AudioNotAudio``, ``AudioFormatUnsupported``, ``AudioCorrupt``,
-    ``AudioSampleRateTooLow``, ``AudioTooLong``, ``AudioSilent``, ``AudioClipped``,
+    ``AudioSampleRateTooLow``, ``AudioTooManyChannels``, ``AudioTooLong``, ``AudioSilent``, ``AudioClipped``,
     ``AudioNoSpeech``, ``SpeechTooShort``, ``SpeechTooLong``.
     """
     if len(data) > MAX_BYTES:
@@ -122,7 +154,11 @@ def validate_prompt_audio(data: bytes) -> PromptAudio:
             size_bytes=len(data),
             limit_bytes=MAX_BYTES,
         )
-    decoded = decode_audio(data)
+    header = audio_probe(data)
+    _header_check(header)
+    # A header may understate its length (or not know it, as some MP3s): never decode more
+    # than the longest acceptable file, whatever it says.
+    decoded = decode_audio(data, max_frames=int(MAX_TOTAL_S * header.sample_rate) + 1)
     if decoded.sample_rate < MIN_SAMPLE_RATE:
         raise AudioSampleRateTooLow(
             f"The audio is sampled at {decoded.sample_rate} Hz; at least {MIN_SAMPLE_RATE} Hz is needed "

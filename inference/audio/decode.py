@@ -48,8 +48,22 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_audio(data: bytes) -> DecodedAudio:
-    """Decode ``data``; raise a ``PromptAudioInvalid`` subclass saying what is wrong."""
+@dataclass(frozen=True)
+class AudioHeader:
+    """What the file's header says, read without decoding a sample (``soundfile.info``)."""
+
+    format: str  # wav | flac | mp3 | ogg
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / float(self.sample_rate) if self.sample_rate > 0 else 0.0
+
+
+def audio_probe(data: bytes) -> AudioHeader:
+    """Read the header only; raise a ``PromptAudioInvalid`` subclass when it is no audio we take."""
     if not data:
         raise AudioEmpty("The audio file is empty (0 bytes).")
     sniffed = sniff_format(data)
@@ -70,8 +84,20 @@ def decode_audio(data: bytes) -> DecodedAudio:
         raise AudioFormatUnsupported(
             f"{info.format_info or info.format} audio is not supported. Use WAV, FLAC, MP3 or OGG."
         )
+    return AudioHeader(
+        format=container, sample_rate=int(info.samplerate), channels=int(info.channels), frames=max(0, int(info.frames))
+    )
+
+
+def decode_audio(data: bytes, *, max_frames: int | None = None) -> DecodedAudio:
+    """Decode ``data`` (at most ``max_frames`` frames: a header that lies about its length
+    still cannot make us decode more); raise a ``PromptAudioInvalid`` subclass saying what is wrong."""
+    header = audio_probe(data)
+    container = header.format
     try:
-        samples, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        samples, sample_rate = soundfile.read(
+            io.BytesIO(data), dtype="float32", always_2d=True, frames=-1 if max_frames is None else max_frames
+        )
     except (soundfile.LibsndfileError, RuntimeError, ValueError):
         raise AudioCorrupt(
             f"The {container.upper()} file is damaged or incomplete and cannot be decoded. Export it again and re-upload."

@@ -49,6 +49,12 @@ class AudioSampleRateTooLow(PromptAudioInvalid):
     code = "audio_sample_rate_too_low"
 
 
+class AudioTooManyChannels(PromptAudioInvalid):
+    """More than two channels: a prompt is one voice, recorded mono or stereo."""
+
+    code = "audio_too_many_channels"
+
+
 class AudioTooLong(PromptAudioInvalid):
     """The file lasts far longer than a prompt should, whatever its speech content."""
 

@@ -1,4 +1,4 @@
-"""Synthesis engines behind one interface (``inference.engines.base``)."""
+"""Synthesis engines behind one interface (``inference.engines.base``) and the process's loaded engine (``.registry``)."""
 
 from inference.engines.base import (
     PRESET_VOICES,
@@ -14,6 +14,7 @@ from inference.engines.base import (
     VoiceSpec,
     engine_create,
 )
+from inference.engines.registry import engine_clear_and_reload, engine_get, engine_version_label
 
 __all__ = [
     "PRESET_VOICES",
@@ -27,5 +28,8 @@ __all__ = [
     "SynthesisRequest",
     "SynthesisResult",
     "VoiceSpec",
+    "engine_clear_and_reload",
     "engine_create",
+    "engine_get",
+    "engine_version_label",
 ]

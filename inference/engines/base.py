@@ -12,6 +12,7 @@ import io
 import os
 import wave
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy
@@ -137,6 +138,15 @@ class SynthesisEngine(ABC):
     @abstractmethod
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         """Speak ``request``; deterministic for the same request and engine version."""
+
+    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[SynthesisResult]:
+        """Speak ``request`` in pieces as they are ready (same sample rate throughout).
+
+        Concatenated, the pieces are exactly ``synthesize(request)``'s samples, so a streamed
+        and a whole response of the same request carry the same audio. Engines that cannot
+        stream yield one piece.
+        """
+        yield self.synthesize(request)
 
     @abstractmethod
     def clear_caches(self) -> None:

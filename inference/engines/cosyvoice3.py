@@ -30,6 +30,7 @@ from inference.engines.base import (
     VoiceSpec,
 )
 from inference.text.instruction import DIALECTS, Instruction
+from inference.text.language import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class CosyVoice3Engine(SynthesisEngine):
 
     name = "cosyvoice3"
     version = ENGINE_VERSION
-    languages = frozenset({"zh", "yue", "en", "ja", "ko"})
+    languages = frozenset(LANGUAGES)  # all of the product's languages
 
     def __init__(self, model_dir: Path | str | None = None, *, fp16: bool = True) -> None:
         if model_dir is None:

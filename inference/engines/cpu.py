@@ -21,10 +21,12 @@ import math
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy
 
+from inference.audio.stretch import time_stretch
 from inference.engines.base import (
     EngineUnavailable,
     SynthesisEngine,
@@ -34,12 +36,18 @@ from inference.engines.base import (
     VoiceSpec,
 )
 from inference.engines.frontend import FrontEnd, Run, arpabet_to_phonemes
+from inference.text.language import LANGUAGES
+from inference.text.normalize import split_sentences
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
 # Bump when a change alters the audio of an existing request (determinism contract).
-ENGINE_VERSION = "1.1"
+ENGINE_VERSION = "1.2"  # 1.2: sentence by sentence (streaming), speed beyond espeak's range by WSOLA
+# Request speeds the engine reaches by speaking faster or slower itself; the rest of the
+# factor (OpenAI allows 0.25-4.0) is a pitch-preserving tempo change of the audio.
+NATIVE_SPEED_MIN = 0.6
+NATIVE_SPEED_MAX = 1.8
 
 _ESPEAK_LANGUAGE_VOICE = {"zh": "cmn-latn-pinyin", "yue": "yue", "en": "en-us", "ja": "ja", "ko": "ko"}
 # espeak-ng voice variants per gender; their natural pitch is measured in
@@ -110,7 +118,7 @@ class CpuEngine(SynthesisEngine):
     """espeak-ng + Piper on the CPU; no GPU, no downloads."""
 
     name = "cpu"
-    languages = frozenset({"zh", "yue", "en", "ja", "ko"})
+    languages = frozenset(LANGUAGES)  # all of the product's languages
 
     def __init__(self, *, use_piper: bool = True, onnx_threads: int = 2) -> None:
         self._use_piper = use_piper
@@ -206,6 +214,15 @@ class CpuEngine(SynthesisEngine):
 
     # -- synthesis -----------------------------------------------------------------------
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        pieces = list(self.synthesize_stream(request))
+        return SynthesisResult(
+            samples=numpy.concatenate([piece.samples for piece in pieces]),
+            sample_rate=SAMPLE_RATE,
+            info={**pieces[-1].info, "sentences": len(pieces) - 1},  # the last piece is the closing silence
+        )
+
+    def synthesize_stream(self, request: SynthesisRequest) -> Iterator[SynthesisResult]:
+        """One piece per sentence, each ready as soon as espeak-ng/Piper has spoken it."""
         if self._espeak is None or self._frontend is None:
             raise EngineUnavailable("The CPU engine is not loaded; call load() first.", code="engine_not_loaded")
         instruction = request.instruction
@@ -213,29 +230,46 @@ class CpuEngine(SynthesisEngine):
         # espeak-ng reads Han characters in Cantonese directly.
         language = instruction.language if instruction and instruction.language in self.languages else request.language
         self.check_language(language)
-        prosody = self._prosody(request)
-        runs = self._frontend.runs(request.text, language)
-        rng = numpy.random.default_rng(request.seed)
-        pieces: list[numpy.ndarray] = []
+        native = min(NATIVE_SPEED_MAX, max(NATIVE_SPEED_MIN, float(request.speed)))
+        residual = float(request.speed) / native
+        prosody = self._prosody(replace(request, speed=native))
+        sentences = split_sentences(request.text) or [request.text]
         gap = numpy.zeros(int(0.06 * SAMPLE_RATE), dtype=numpy.float32)
-        for run in runs:
-            audio = self._render(run, language, request.voice, prosody, rng)
-            if audio.size:
-                if pieces:
-                    pieces.append(gap)
-                pieces.append(audio)
-        if not pieces:
-            raise SynthesisFailed("Nothing speakable in the text.", code="nothing_to_say", status=400)
+        pause = numpy.zeros(int(0.25 * SAMPLE_RATE), dtype=numpy.float32)
         lead = numpy.zeros(int(0.08 * SAMPLE_RATE), dtype=numpy.float32)
         tail = numpy.zeros(int(0.15 * SAMPLE_RATE), dtype=numpy.float32)
-        samples = numpy.concatenate([lead, *pieces, tail])
-        peak = float(numpy.max(numpy.abs(samples)))
-        if peak > 0:
-            samples = samples * (prosody.peak / peak)
+        spoken = 0
+        for number, sentence in enumerate(sentences):
+            runs = self._frontend.runs(sentence, language)
+            # Each sentence draws from its own stream of the seed, so sentence k sounds the
+            # same whether the text is synthesized whole or streamed.
+            rng = numpy.random.default_rng([request.seed, number])
+            parts: list[numpy.ndarray] = []
+            for run in runs:
+                audio = self._render(run, language, request.voice, prosody, rng)
+                if audio.size:
+                    if parts:
+                        parts.append(gap)
+                    parts.append(audio)
+            if not parts:
+                continue
+            audio = numpy.concatenate(parts)
+            peak = float(numpy.max(numpy.abs(audio)))
+            if peak > 0:
+                audio = audio * (prosody.peak / peak)
+            # Out as soon as it is spoken: a stream's first audio waits for one sentence only.
+            yield self._piece(numpy.concatenate([lead if spoken == 0 else pause, audio]), residual, language)
+            spoken += 1
+        if not spoken:
+            raise SynthesisFailed("Nothing speakable in the text.", code="nothing_to_say", status=400)
+        yield self._piece(tail, residual, language)
+
+    def _piece(self, samples: numpy.ndarray, residual_speed: float, language: str) -> SynthesisResult:
+        samples = time_stretch(samples, sample_rate=SAMPLE_RATE, speed=residual_speed)
         return SynthesisResult(
             samples=samples.astype(numpy.float32),
             sample_rate=SAMPLE_RATE,
-            info={"engine": self.name, "version": self.version, "language": language, "runs": len(runs)},
+            info={"engine": self.name, "version": self.version, "language": language},
         )
 
     def _prosody(self, request: SynthesisRequest) -> Prosody:

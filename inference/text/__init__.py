@@ -5,7 +5,7 @@ Pure functions with no Django models; token counting lives in ``billing.metering
 
 from inference.text.errors import InstructionInvalid, TextInvalid
 from inference.text.instruction import DIALECTS, EMOTIONS, FEATURES, Instruction, parse_instruction
-from inference.text.language import LANGUAGES, detect_language
+from inference.text.language import LANGUAGE_NAMES, LANGUAGES, detect_language
 from inference.text.normalize import (
     INSTRUCTION_MAX_CHARS,
     TEXT_MAX_CHARS,
@@ -21,6 +21,7 @@ __all__ = [
     "FEATURES",
     "INSTRUCTION_MAX_CHARS",
     "LANGUAGES",
+    "LANGUAGE_NAMES",
     "SOUND_TAGS",
     "TEXT_MAX_CHARS",
     "Instruction",

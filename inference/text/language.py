@@ -7,6 +7,8 @@ import re
 from inference.text.tags import parse_tags
 
 LANGUAGES = ("zh", "yue", "en", "ja", "ko")
+# What people see for each language code (portal, playground).
+LANGUAGE_NAMES = {"zh": "Mandarin", "yue": "Cantonese", "en": "English", "ja": "Japanese", "ko": "Korean"}
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")

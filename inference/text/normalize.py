@@ -15,6 +15,9 @@ INSTRUCTION_MAX_CHARS = 100
 # user but would reach the engine and the 200-character guard, so they are removed.
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"\s+")
+# Something to speak: a letter or digit of any script, or a bracketed tag. Exactly what the
+# token meter (billing.metering) counts, so text that passes here is never metered as 0.
+_SPEAKABLE = re.compile(r"[^\W_]|\[[^\[\]\s]{1,32}\]")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'", "`": "'"})
 
 
@@ -54,6 +57,12 @@ def validate_request_text(text: str, instruction: str | None = None) -> Validate
     clean = normalize_text(text)
     if not clean:
         raise TextInvalid("Text is empty: give 1 to 200 characters to speak.", code="text_empty")
+    if not _SPEAKABLE.search(clean):
+        raise TextInvalid(
+            "Text has nothing to speak: it holds only punctuation, symbols or emoji. "
+            "Give at least one word, number or character.",
+            code="text_nothing_to_speak",
+        )
     if len(clean) > TEXT_MAX_CHARS:
         raise TextInvalid(
             f"Text is too long: {len(clean)} characters, the limit is {TEXT_MAX_CHARS}. "
@@ -75,3 +84,17 @@ def validate_request_text(text: str, instruction: str | None = None) -> Validate
                 limit=INSTRUCTION_MAX_CHARS,
             )
     return ValidatedText(text=clean, instruction=clean_instruction)
+
+
+# Sentence ends in the languages we speak; a closing quote or bracket stays with its sentence.
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\n])[\"'”’」』）)]*\s*|(?<=\.)[\"'”’)]*\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Normalized text cut after each sentence end (。！？!?; and ". "), pieces non-empty.
+
+    Pronunciation and sound tags (``[h][ào]``, ``[laughter]``) never contain sentence ends,
+    so a cut never splits one.
+    """
+    pieces = [piece.strip() for piece in _SENTENCE_END.split(text)]
+    return [piece for piece in pieces if piece]

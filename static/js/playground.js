@@ -276,23 +276,34 @@
         return;
       }
       $("status").textContent = "Queued (" + job.tokens + " tokens reserved)…";
+      // Play while it streams in: the jobs API sends a running job's audio as each sentence
+      // is synthesized, and the browser plays progressive mp3 as it arrives.
+      const audioUrl = job.audio_url || apiRoot + "jobs/" + job.id + "/audio";
+      const audio = $("result-audio");
+      audio.src = audioUrl + "?format=mp3";
+      audio.load();
+      audio.play().catch(() => {
+        /* autoplay refused: the controls are there */
+      });
+      $("result").hidden = false;
+      $("result").dataset.streaming = "1";
+      $("download").removeAttribute("href");
       const started = Date.now();
       while (!["succeeded", "failed", "cancelled"].includes(job.status)) {
         if (Date.now() - started > 120000) throw new Error("Still not finished after 2 minutes; see the dashboard.");
         await sleep(400);
         job = await api("jobs/" + job.id);
-        $("status").textContent = job.status === "running" ? "Synthesizing…" : "Waiting for a GPU…";
+        $("status").textContent = job.status === "running" ? "Synthesizing (playing as it streams)…" : "Waiting for a GPU…";
       }
+      delete $("result").dataset.streaming;
       if (job.status !== "succeeded") {
+        $("result").hidden = true;
+        audio.removeAttribute("src");
         const why = (job.error && job.error.message) || "no reason given";
         $("form-error").textContent = "Synthesis " + job.status + ": " + why + " (no tokens charged).";
         $("status").textContent = "";
         return;
       }
-      const audioUrl = job.audio_url || apiRoot + "jobs/" + job.id + "/audio";
-      const audio = $("result-audio");
-      audio.src = audioUrl;
-      audio.load();
       $("download").href = audioUrl;
       $("download").setAttribute("download", "voxfleet-" + job.id + ".wav");
       $("result-meta").textContent =

@@ -1,9 +1,8 @@
 """Billing test helpers: fresh rate-limit counters for every test."""
 
 import pytest
-from django.conf import settings
 
-from billing.limits import limits_reset_for_tests
+from tests.support.limits import limits_clear
 
 
 @pytest.fixture(autouse=True)
@@ -14,25 +13,5 @@ def _fast_passwords(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_limits():
-    limits_reset_for_tests()
-    if settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        keys = list(client.scan_iter("vf:billing:*"))
-        if keys:
-            client.delete(*keys)
+    limits_clear()
     yield
-
-
-@pytest.fixture
-def teammate(db):
-    from billing.models import Membership
-    from billing.services import user_create
-
-    def make(tenant, username="teammate"):
-        user = user_create(username=username, password="pw-secret-123", email=f"{username}@example.com")
-        Membership.objects.create(tenant=tenant, user=user, role="member")
-        return user
-
-    return make

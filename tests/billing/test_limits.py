@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from billing.errors import RateLimited
-from billing.limits import job_slot_acquire, job_slot_release, job_slots_in_use, request_admit
+from billing.services import job_slot_acquire, job_slot_release, job_slots_in_use, request_admit
 
 
 def test_requests_per_minute(make_tenant):
@@ -65,7 +65,7 @@ def test_concurrent_job_slots(make_tenant):
 
 
 def test_stale_slots_are_reclaimed(make_tenant):
-    from billing.limits import SLOT_TTL_S
+    from billing.services.limits import SLOT_TTL_S
 
     tenant = make_tenant("free")
     job_slot_acquire(tenant=tenant, job_id="crashed", now=1_000.0)
@@ -95,7 +95,7 @@ def test_slots_atomic_under_threads(make_tenant):
 
 def test_backend_matches_settings(settings):
     # Under CI/PostgreSQL runs REDIS_URL is set and these tests exercised the Lua scripts.
-    from billing import limits
+    from billing.services import limits
 
     if settings.REDIS_URL:
         assert limits._redis().ping()

@@ -11,7 +11,6 @@ from billing.selectors import (
     economics_by_period,
     economics_by_tenant,
     gpu_cost,
-    gpu_hours_estimate,
     usage_by_day,
 )
 from billing.services import invoice_draft_build, invoice_finalize, reservation_create, reservation_settle
@@ -24,7 +23,7 @@ def test_default_a10_rate_arithmetic(db):
     # Default A10 cost USD 0.75/h -> 1M tokens cost about 1.2 x 0.75 = USD 0.90.
     a10 = GpuCostRate.objects.get(gpu_model="A10")
     assert a10.hourly_cost == Decimal("0.7500") and a10.tokens_per_gpu_hour == 833_333
-    hours = gpu_hours_estimate(tokens=1_000_000)
+    hours = Decimal(1_000_000) / Decimal(a10.tokens_per_gpu_hour)
     assert abs(hours - Decimal("1.2")) < Decimal("0.00001")
     cost = gpu_cost(gpu_model="A10", gpu_seconds=float(hours * 3600))
     assert cost.quantize(Decimal("0.01")) == Decimal("0.90")
@@ -39,9 +38,7 @@ def test_gpu_cost_rules(db):
 
 
 def test_usage_by_day_zero_fills_in_tenant_tz(make_tenant):
-    tenant = make_tenant("pro")
-    tenant.time_zone = "America/New_York"
-    tenant.save()
+    tenant = make_tenant("pro", time_zone="America/New_York")
     now = timezone.now()
     r = reservation_create(tenant=tenant, tokens=42, now=now)
     reservation_settle(reservation_id=r.pk, gpu_seconds=3.0, now=now)
@@ -91,3 +88,44 @@ def test_no_subscription_is_projected_into_months_before_sign_up(make_tenant):
     assert current.revenue == Decimal("29.00")  # this month's subscription is projected
     months = economics_by_period(months=3)
     assert months[-1].revenue >= Decimal("29.00") and months[0].revenue == Decimal("0.00")
+
+
+def test_many_tenants_lines_match_one_tenant_lines(make_tenant):
+    """The staff economics' bulk line items are exactly each tenant's own invoice lines."""
+    from billing.models import Plan
+    from billing.selectors.invoices import invoice_lines_compute, invoice_lines_compute_many
+    from billing.services import custom_fee_add, plan_change, topup_purchase
+    from fleetagent.services import node_create
+
+    may = dt.date(2026, 5, 1)
+    t = dt.datetime(2026, 5, 10, 12, tzinfo=UTC)
+    ent = make_tenant("enterprise", name="EntCo")
+    node_create(name="ent-gpu", dedicated_tenant=ent)
+    custom_fee_add(tenant=ent, description="integration work", amount="150.00", period_month=may)
+    up = make_tenant("free", name="UpCo")
+    up.time_zone = "Asia/Shanghai"
+    up.save()
+    plan_change(tenant=up, plan_code="pro", now=t)
+    up.refresh_from_db()
+    topup_purchase(tenant=up, pack_code="topup-10k", now=t)
+    Plan.objects.filter(code="pro").update(overage_price_per_1k=Decimal("0.5000"))
+    over = make_tenant("pro", name="OverCo")
+    for tenant, node, tokens in [(ent, "ent-gpu", 500), (up, "gpu-a", 300), (over, "gpu-a", 120_000)]:
+        tenant.refresh_from_db()
+        r = reservation_create(tenant=tenant, tokens=tokens, now=t)
+        reservation_settle(reservation_id=r.pk, gpu_seconds=5400.0, node_name=node, gpu_model="A10", now=t)
+    tenants = [ent, up, over]
+    for tenant in tenants:
+        tenant.refresh_from_db()
+    many = invoice_lines_compute_many(tenants=tenants, period_start=may)
+    per_model = invoice_lines_compute_many(tenants=tenants, period_start=may, per_node=False)
+    batch = invoice_lines_compute_many(tenants=tenants[:2], period_start=may, only_these=True)
+    kinds = set()
+    for tenant in tenants:
+        currency, lines = invoice_lines_compute(tenant=tenant, period_start=may)
+        assert (many[tenant.pk].currency, many[tenant.pk].lines) == (currency, lines), tenant.name
+        assert per_model[tenant.pk].lines == lines, tenant.name
+        if tenant in tenants[:2]:
+            assert batch[tenant.pk].lines == lines, tenant.name
+        kinds |= {line["kind"] for line in lines}
+    assert kinds == {"subscription", "proration", "topup", "overage", "gpu_rental", "custom"}

@@ -152,7 +152,11 @@ def test_csv_and_pdf_render(make_tenant):
     text = invoice_render_csv(invoice)
     assert invoice.number in text and "声音科技 Ltd" in text
     assert "subscription" in text and "2000.00" in text and "10.50" in text
-    assert text.strip().splitlines()[-1] == "total,,,,2010.50"
+    assert text.strip().splitlines()[-3:] == [
+        "total,,,,2010.50,",
+        "paid_at_purchase,,,,0.00,",
+        "amount_due,,,,2010.50,",
+    ]
     pdf = invoice_render_pdf(invoice)
     assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
 
@@ -200,3 +204,32 @@ def test_beat_task_closes_previous_month(make_tenant):
     counts = close_previous_period()
     assert counts["finalized"] == 1
     assert close_previous_period()["skipped"] == 1
+
+
+def test_batched_close_writes_exactly_the_draft_builders_invoices(make_tenant):
+    """billing_period_close writes in batches; each invoice is what invoice_draft_build would write."""
+    from billing.selectors import invoice_lines_compute
+    from billing.services import billing_period_close
+
+    t = dt.datetime(2026, 5, 12, tzinfo=UTC)
+    tenants = [make_tenant(plan) for plan in ("pro", "free", "enterprise", "pro", "pro")]
+    topup_purchase(tenant=tenants[0], pack_code="topup-10k", now=t)
+    custom_fee_add(tenant=tenants[2], description="setup", amount="99.00", period_month=MAY)
+    invoice_draft_build(tenant=tenants[3], period_start=MAY)  # an existing draft is rebuilt
+    finalized = invoice_draft_build(tenant=tenants[4], period_start=MAY)
+    invoice_finalize(invoice_id=finalized.pk)
+    counts = billing_period_close(period_start=MAY, now=dt.datetime(2026, 6, 2, tzinfo=UTC), batch_size=2)
+    assert counts == {"finalized": 4, "drafted": 0, "skipped": 1, "not_over": 0}
+    for tenant in tenants:
+        invoice = Invoice.objects.get(tenant=tenant, period_start=MAY)
+        currency, lines = invoice_lines_compute(tenant=tenant, period_start=MAY)
+        stored = [
+            (x.kind, x.description, x.quantity, x.unit_price, x.amount, x.prepaid_by_id) for x in invoice.lines.all()
+        ]
+        expected = [
+            (x["kind"], x["description"], x["quantity"], x["unit_price"], x["amount"], x["prepaid_by_id"])
+            for x in lines
+        ]
+        assert stored == expected and invoice.status == "finalized" and invoice.currency == currency
+        assert invoice.total == sum((x["amount"] for x in lines), Decimal("0.00"))
+    assert Invoice.objects.get(tenant=tenants[0], period_start=MAY).amount_prepaid == Decimal("3.00")

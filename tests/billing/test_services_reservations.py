@@ -5,12 +5,14 @@ import zoneinfo
 
 import pytest
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
+from billing.choices import LedgerBucket, LedgerKind, ReservationStatus
 from billing.errors import InsufficientQuota, InvalidAmount, ReservationNotFound, ReservationNotOpen
-from billing.models import LedgerEntry, LedgerKind, ReservationStatus, TokenReservation, TopUp
+from billing.models import BillingAccount, LedgerEntry, TokenReservation, TopUp
 from billing.reconcile import ledger_drift_find
-from billing.selectors import ledger_balances, quota_get
+from billing.selectors import quota_get
 from billing.services import (
     ledger_adjust,
     reservation_create,
@@ -22,6 +24,20 @@ from billing.services import (
 from console.errors import Conflict
 
 UTC = dt.UTC
+
+
+def ledger_balances(*, tenant) -> dict:
+    """Balances re-derived from the tenant's ledger rows alone (the open window's allowance)."""
+    rows = LedgerEntry.objects.filter(tenant_id=tenant.pk)
+    account = BillingAccount.objects.filter(tenant_id=tenant.pk).first()
+    window = account.window_start if account else None
+    allowance = (
+        rows.filter(bucket=LedgerBucket.ALLOWANCE, window_start=window).aggregate(s=Sum("available_delta"))["s"] or 0
+    )
+    topups = rows.filter(bucket=LedgerBucket.TOPUP).aggregate(s=Sum("available_delta"))["s"] or 0
+    held = rows.aggregate(s=Sum("held_delta"))["s"] or 0
+    consumed = -(rows.filter(kind=LedgerKind.SETTLE).aggregate(s=Sum("held_delta"))["s"] or 0)
+    return {"allowance": int(allowance), "topups": int(topups), "held": int(held), "consumed": int(consumed)}
 
 
 def test_reserve_holds_exact_tokens_and_settle_consumes(make_tenant):
@@ -126,9 +142,7 @@ def test_insufficient_quota_is_429_and_writes_nothing(make_tenant):
 
 
 def test_free_window_resets_at_local_midnight(make_tenant):
-    tenant = make_tenant("free")
-    tenant.time_zone = "Asia/Shanghai"
-    tenant.save()
+    tenant = make_tenant("free", time_zone="Asia/Shanghai")
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
     evening = dt.datetime(2026, 3, 10, 23, 30, tzinfo=tz)
     reservation_create(tenant=tenant, tokens=500, now=evening)

@@ -29,8 +29,8 @@ def test_owner_downloads_own_invoice(client, invoice, fmt, content_type, magic):
     assert response.content.startswith(magic)
 
 
-def test_teammate_downloads(client, invoice, teammate):
-    client.force_login(teammate(invoice.test_tenant))
+def test_teammate_downloads(client, invoice, make_member):
+    client.force_login(make_member(invoice.test_tenant))
     assert client.get(f"/billing/invoices/{invoice.pk}.csv").status_code == 200
 
 

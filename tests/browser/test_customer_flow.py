@@ -49,6 +49,13 @@ def _generate_and_wait(page) -> None:
     form_error = page.locator("#form-error").text_content()
     assert not form_error, form_error
     expect(page.locator("#result")).to_be_visible()
+    # The player got the job's streaming URL while the job was still open (it plays as it
+    # streams in), and the page marks the stream finished when the job is.
+    assert page.evaluate("document.getElementById('result-audio').getAttribute('src')").endswith("/audio?format=mp3")
+    page.wait_for_function(
+        "() => document.getElementById('result').dataset.streaming === undefined", timeout=SYNTH_TIMEOUT_MS
+    )
+    assert not page.locator("#form-error").text_content()
 
 
 def _audio_duration(page) -> float:

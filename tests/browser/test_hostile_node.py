@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 from websockets.sync.client import connect
 
-from tests.browser.conftest import ROOT, _server_env
+from tests.support.live_server import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +20,10 @@ XSS = '<img src=x onerror="window.__pwned=1">'
 
 
 def _register(server, name: str) -> str:
-    env = _server_env(server["log"].parent)
     out = subprocess.run(
         [sys.executable, "manage.py", "node_create", name, "--json"],
         cwd=ROOT,
-        env=env,
+        env=server["env"],
         check=True,
         capture_output=True,
         text=True,

@@ -7,38 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.support.live_server import ROOT, _postgres_database, free_port
+from tests.support.live_server import ROOT, LiveServer, _postgres_database, free_port, uvicorn_command
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"),
     reason="the separate agent process needs a shared PostgreSQL database and Redis (the broker)",
 )
-
-
-def _wait(predicate, what: str, procs, logs, timeout_s: float = 90.0):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                raise AssertionError(f"{proc.args[2]} exited while waiting for {what}:\n{_tail(logs)}")
-        try:
-            last = predicate()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r}):\n{_tail(logs)}")
-
-
-def _tail(logs) -> str:
-    return "\n".join(f"== {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:]) for p in logs)
 
 
 def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
@@ -56,7 +34,8 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
             "PYTHONPATH": str(ROOT),
         }
     )
-    procs, logs = [], []
+    url = f"http://127.0.0.1:{free_port()}"
+    server = LiveServer(url=url, env=env, data={}, workdir=tmp_path, redis=True, drop_database=drop)
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         seeded = subprocess.run(
@@ -70,16 +49,12 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
         demo = json.loads(seeded.stdout)
         [node] = demo["nodes"]
         pro_key = next(t["api_key"] for t in demo["tenants"] if t["plan"] == "Pro")
-        url = f"http://127.0.0.1:{free_port()}"
+        port = int(url.rsplit(":", 1)[1])
+        server.spawn("console", uvicorn_command(port, lifespan=None, log_level="info"))
+        server.spawn("agent", [sys.executable, "-m", "fleetagent", "--console", url, "--token", node["token"]])
 
-        def spawn(name: str, args: list[str]) -> None:
-            log = tmp_path / f"{name}.log"
-            logs.append(log)
-            procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT))
-
-        port = url.rsplit(":", 1)[1]
-        spawn("console", [sys.executable, "-m", "uvicorn", "console.asgi:application", "--port", port])
-        spawn("agent", [sys.executable, "-m", "fleetagent", "--console", url, "--token", node["token"]])
+        def _wait(predicate, what: str):
+            return server.wait_ready(predicate, what=what, timeout_s=90.0, interval_s=0.5)
 
         def metrics() -> str:
             response = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer metrics-test-token"}, timeout=10)
@@ -89,11 +64,9 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
         _wait(
             lambda: f'voxfleet_node_state{{node="{node_name}",state="online"}} 1' in metrics(),
             "the node to be online",
-            procs,
-            logs,
         )
         # Its 1 Hz samples (CPU and RAM, as it has no NVML) reach the console and /metrics.
-        _wait(lambda: f'voxfleet_node_cpu_percent{{node="{node_name}"}}' in metrics(), "CPU samples", procs, logs)
+        _wait(lambda: f'voxfleet_node_cpu_percent{{node="{node_name}"}}' in metrics(), "CPU samples")
 
         def speak():
             response = httpx.post(
@@ -105,7 +78,7 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
             return response if response.status_code == 200 else None
 
         # The job goes through the node's Celery queue to the agent's worker and back.
-        response = _wait(speak, "a synthesis served by the agent's worker", procs, logs)
+        response = _wait(speak, "a synthesis served by the agent's worker")
         assert response.content[:4] == b"RIFF" and len(response.content) > 20_000
         job = httpx.get(
             f"{url}/api/v1/jobs/{response.headers['X-Job-Id']}",
@@ -118,15 +91,6 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
         _wait(
             lambda: f'voxfleet_jobs_total{{node="{node_name}",outcome="succeeded"}} 1.0' in metrics(),
             "the node's succeeded-jobs counter in /metrics",
-            procs,
-            logs,
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        drop()
+        server.stop()  # and drops its database

@@ -17,68 +17,33 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing import limits
 from billing.models import TokenReservation
 from billing.selectors import quota_get
 from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import Node, NodeState
-from fleetagent.services import node_action_request, node_agent_connect, node_create, node_states_sweep
+from fleetagent.services import node_action_request, node_states_sweep
 from inference.models import JobStatus, SynthesisJob
 from inference.services import job_create, job_execute
+from tests.support.fleet import node_online
+from tests.support.jobs import job_claim_as_worker
 
-
-@pytest.fixture(autouse=True)
-def _fleet_routing(settings, tmp_path):
-    """Routing as in a real fleet (not the embedded single node); outputs in tmp; no leaked limits."""
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path / "outputs"
-    _clear()
-    yield
-    _clear()
-
-
-def _clear():
-    limits.limits_reset_for_tests()
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        for key in client.scan_iter("vf:billing:*"):
-            client.delete(key)
-        for key in client.scan_iter("node.t-fleet-*"):
-            client.delete(key)
-
-
-def _agent_node(name: str) -> Node:
-    node, _ = node_create(name=name)
-    return node_agent_connect(node_id=node.pk, channel_name=f"chan-{name}", hello={"nvml": False, "gpus": []})
+pytestmark = pytest.mark.usefixtures("fleet_routing")
 
 
 def _job(tenant, text="你好，欢迎使用语音合成。"):
     return job_create(tenant=tenant, text=text, voice="zh-female")
 
 
-def _claim(job):
-    """What a node's worker does first; leaves the job 'running' on a host that then dies."""
-    from django.db.models import F
-
-    SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    job.refresh_from_db()
-    return job
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_agent_crash_requeues_in_flight_job_which_is_charged_once(make_tenant, settings):
     settings.NODE_OFFLINE_AFTER_S = 10
     pro = make_tenant("pro")
-    first = _agent_node("t-fleet-a")
+    first = node_online("t-fleet-a")
     full = quota_get(tenant=pro).remaining
-    job = _claim(_job(pro))
+    job = job_claim_as_worker(_job(pro))
     assert job.node == first and job.status == JobStatus.RUNNING
-    second = _agent_node("t-fleet-b")
+    second = node_online("t-fleet-b")
 
     # Host A's agent dies: no heartbeat for more than NODE_OFFLINE_AFTER_S.
     Node.objects.filter(pk=first.pk).update(last_seen_at=timezone.now() - timedelta(seconds=11))
@@ -106,7 +71,7 @@ def test_agent_crash_requeues_in_flight_job_which_is_charged_once(make_tenant, s
 )
 async def test_restart_waits_for_in_flight_job_then_reloads_and_serves_the_queue(make_tenant):
     pro = await database_sync_to_async(make_tenant)("pro")
-    await database_sync_to_async(_agent_node)("t-fleet-a")
+    await database_sync_to_async(node_online)("t-fleet-a")
     full = (await database_sync_to_async(quota_get)(tenant=pro)).remaining
     running = await database_sync_to_async(_job)(pro)
     waiting = await database_sync_to_async(_job, thread_sensitive=False)(pro, text="第二句话。")
@@ -171,10 +136,10 @@ async def test_restart_waits_for_in_flight_job_then_reloads_and_serves_the_queue
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_restart_requeues_a_job_that_does_not_finish_in_time(make_tenant):
     pro = await database_sync_to_async(make_tenant)("pro")
-    await database_sync_to_async(_agent_node)("t-fleet-a")
+    await database_sync_to_async(node_online)("t-fleet-a")
     full = (await database_sync_to_async(quota_get)(tenant=pro)).remaining
-    stuck = await database_sync_to_async(lambda: _claim(_job(pro)))()
-    await database_sync_to_async(_agent_node)("t-fleet-b")
+    stuck = await database_sync_to_async(lambda: job_claim_as_worker(_job(pro)))()
+    await database_sync_to_async(node_online)("t-fleet-b")
     node = await database_sync_to_async(Node.objects.get)(name="t-fleet-a")
     await database_sync_to_async(node_action_request)(node=node, action="restart")  # A leaves dispatch
 
@@ -194,9 +159,9 @@ async def test_restart_requeues_a_job_that_does_not_finish_in_time(make_tenant):
 @pytest.mark.django_db
 def test_job_past_its_deadline_marks_the_node_stuck_until_it_is_gone(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    node = _agent_node("t-fleet-a")
+    node = node_online("t-fleet-a")
     with django_capture_on_commit_callbacks():
-        job = _claim(_job(pro))
+        job = job_claim_as_worker(_job(pro))
     SynthesisJob.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
     assert node_states_sweep() == [node.pk]
     node.refresh_from_db()
@@ -210,7 +175,7 @@ def test_job_past_its_deadline_marks_the_node_stuck_until_it_is_gone(make_tenant
 @pytest.mark.django_db
 def test_queued_work_not_consumed_marks_the_node_stuck(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    node = _agent_node("t-fleet-a")
+    node = node_online("t-fleet-a")
     with django_capture_on_commit_callbacks():
         job = _job(pro)
     assert node_states_sweep() == []  # just queued: fine

@@ -17,11 +17,13 @@ from fleetagent.services import (
     samples_downsample,
     samples_ingest,
 )
+from tests.support.fleet import node_online
 
 
 def _connected(name="gpu-a", *, seen_s_ago=0.0):
-    node, _ = node_create(name=name)
-    node = node_agent_connect(node_id=node.pk, channel_name=f"chan-{name}", hello={"nvml": False, "gpus": []})
+    """A node whose agent connected and was last heard ``seen_s_ago`` seconds ago (the
+    heartbeat's age is written by hand instead of waiting that long)."""
+    node = node_online(name)
     Node.objects.filter(pk=node.pk).update(last_seen_at=timezone.now() - timedelta(seconds=seen_s_ago))
     node.refresh_from_db()
     return node
@@ -38,14 +40,15 @@ def _sample(ts, util=50.0, *, gpus=1):
 
 
 @pytest.mark.django_db
-def test_hello_brings_an_offline_node_online_and_keeps_draining():
+def test_hello_brings_an_offline_node_online_and_keeps_draining(django_capture_on_commit_callbacks):
     node, _ = node_create(name="gpu-a")
     assert node.state == NodeState.OFFLINE
     node = node_agent_connect(
         node_id=node.pk, channel_name="c1", hello={"nvml": True, "gpu_model": "L20", "gpus": [{}] * 2}
     )
     assert (node.state, node.gpu_model, node.gpu_count, node.nvml_available) == (NodeState.ONLINE, "L20", 2, True)
-    Node.objects.filter(pk=node.pk).update(state=NodeState.DRAINING)
+    with django_capture_on_commit_callbacks():  # the drain command to the agent is sent after commit
+        node_action_request(node=node, action="drain")
     assert node_agent_connect(node_id=node.pk, channel_name="c2", hello={}).state == NodeState.DRAINING
 
 

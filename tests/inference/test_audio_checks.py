@@ -6,25 +6,8 @@ import numpy
 import pytest
 
 from console.errors import VoxfleetError
-from inference.audio import (
-    MAX_BYTES,
-    AudioClipped,
-    AudioCorrupt,
-    AudioEmpty,
-    AudioFormatUnsupported,
-    AudioNoSpeech,
-    AudioNotAudio,
-    AudioSampleRateTooLow,
-    AudioSilent,
-    AudioTooLarge,
-    AudioTooLong,
-    PromptAudioInvalid,
-    SpeechTooLong,
-    SpeechTooShort,
-    decode_audio,
-    resample,
-    validate_prompt_audio,
-)
+from inference import audio
+from inference.audio import MAX_BYTES, decode_audio, resample, validate_prompt_audio
 from tests.inference.speech_samples import encode, speak, speech
 
 
@@ -64,8 +47,8 @@ def test_leading_and_trailing_silence_do_not_count_as_speech():
     assert trimmed.duration_s < padded.size / rate - 6
 
 
-def _error_for(data: bytes) -> PromptAudioInvalid:
-    with pytest.raises(PromptAudioInvalid) as caught:
+def _error_for(data: bytes) -> audio.PromptAudioInvalid:
+    with pytest.raises(audio.PromptAudioInvalid) as caught:
         validate_prompt_audio(data)
     return caught.value
 
@@ -79,28 +62,28 @@ def test_each_bad_file_gets_its_own_error():
     short = speak("你好").samples
     long_speech = speech(18.0)
     cases = {
-        "too large": (b"RIFF" + b"\0" * (MAX_BYTES + 1), AudioTooLarge, 413),
-        "empty": (b"", AudioEmpty, 400),
-        "text renamed .wav": (("hello, this is not audio\n" * 40).encode(), AudioNotAudio, 400),
-        "png image": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, AudioNotAudio, 400),
-        "wav header only": (encode(samples, rate)[:30], AudioCorrupt, 400),
-        "RIFF garbage": (b"RIFF\x10\0\0\0WAVEjunk" + bytes(range(200)), AudioCorrupt, 400),
-        "flac garbage": (b"fLaC" + bytes(reversed(range(256))) * 8, AudioCorrupt, 400),
-        "aiff": (encode(samples, rate, "AIFF"), AudioFormatUnsupported, 400),
-        "8 kHz": (encode(resample(samples, rate, 8000), 8000), AudioSampleRateTooLow, 400),
-        "digital silence": (encode(numpy.zeros(rate * 5, numpy.float32), rate), AudioSilent, 400),
-        "white noise": (encode(_noise(5, rate, 0.2), rate), AudioNoSpeech, 400),
-        "clipped": (encode(numpy.clip(samples * 12, -1, 1), rate), AudioClipped, 400),
-        "too short file": (encode(short, rate), SpeechTooShort, 400),
+        "too large": (b"RIFF" + b"\0" * (MAX_BYTES + 1), audio.AudioTooLarge, 413),
+        "empty": (b"", audio.AudioEmpty, 400),
+        "text renamed .wav": (("hello, this is not audio\n" * 40).encode(), audio.AudioNotAudio, 400),
+        "png image": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, audio.AudioNotAudio, 400),
+        "wav header only": (encode(samples, rate)[:30], audio.AudioCorrupt, 400),
+        "RIFF garbage": (b"RIFF\x10\0\0\0WAVEjunk" + bytes(range(200)), audio.AudioCorrupt, 400),
+        "flac garbage": (b"fLaC" + bytes(reversed(range(256))) * 8, audio.AudioCorrupt, 400),
+        "aiff": (encode(samples, rate, "AIFF"), audio.AudioFormatUnsupported, 400),
+        "8 kHz": (encode(resample(samples, rate, 8000), 8000), audio.AudioSampleRateTooLow, 400),
+        "digital silence": (encode(numpy.zeros(rate * 5, numpy.float32), rate), audio.AudioSilent, 400),
+        "white noise": (encode(_noise(5, rate, 0.2), rate), audio.AudioNoSpeech, 400),
+        "clipped": (encode(numpy.clip(samples * 12, -1, 1), rate), audio.AudioClipped, 400),
+        "too short file": (encode(short, rate), audio.SpeechTooShort, 400),
         "short speech in long silence": (
             encode(numpy.concatenate([short, numpy.zeros(rate * 5, numpy.float32)]), rate),
-            SpeechTooShort,
+            audio.SpeechTooShort,
             400,
         ),
-        "too much speech": (encode(long_speech.samples, rate), SpeechTooLong, 400),
+        "too much speech": (encode(long_speech.samples, rate), audio.SpeechTooLong, 400),
         "file too long": (
             encode(numpy.concatenate([samples, numpy.zeros(rate * 30, numpy.float32)]), rate),
-            AudioTooLong,
+            audio.AudioTooLong,
             400,
         ),
     }
@@ -128,7 +111,7 @@ def test_messages_say_what_is_wrong():
 def test_clipped_mp3_is_refused_too():
     samples, rate = _six_seconds()
     error = _error_for(encode(numpy.clip(samples * 12, -1, 1), rate, "MP3"))
-    assert isinstance(error, AudioClipped)
+    assert isinstance(error, audio.AudioClipped)
 
 
 def test_loud_but_clean_speech_passes_clipping_check():

@@ -233,3 +233,25 @@ def test_piper_free_engine_still_speaks_english():
     )
     assert engine.version != cpu_engine().version  # the determinism contract tells them apart
     assert result.duration_s > 2 and rms(result.samples) > 0.05
+
+
+def test_stream_yields_one_piece_per_sentence_and_equals_the_whole():
+    engine = cpu_engine()
+    voice = PRESET_VOICES_BY_KEY["zh-female"]
+    request = SynthesisRequest(
+        text="今天天气很好。我们去公园散步吧！你觉得怎么样？", language="zh", voice=voice, instruction=None, seed=7
+    )
+    pieces = list(engine.synthesize_stream(request))
+    # One piece per sentence, then the closing silence.
+    assert len(pieces) == 4 and all(piece.sample_rate == 22050 and piece.samples.size for piece in pieces)
+    assert float(numpy.max(numpy.abs(pieces[-1].samples))) == 0.0
+    whole = engine.synthesize(request)
+    assert numpy.array_equal(numpy.concatenate([piece.samples for piece in pieces]), whole.samples)
+
+
+@pytest.mark.parametrize("speed", [0.25, 4.0])
+def test_speed_has_openais_meaning_at_the_ends_of_its_range(speed):
+    text = SENTENCES["zh"]
+    plain = speak(text).duration_s
+    # OpenAI's speed: the same speech played `speed` times faster (silences included).
+    assert speak(text, speed=speed).duration_s == pytest.approx(plain / speed, rel=0.12)

@@ -13,11 +13,10 @@ from django.conf import settings as django_settings
 from django.db.models import F
 from django.utils import timezone
 
-from billing import limits
 from billing.errors import FeatureNotInPlan, InsufficientQuota, RateLimited
 from billing.metering import count_tokens
 from billing.selectors import quota_get
-from billing.services import reservation_create
+from billing.services import limits, reservation_create
 from console.errors import NotFound, VoxfleetError
 from fleetagent.models import Node, NodeState
 from fleetagent.services import node_create
@@ -35,30 +34,10 @@ from inference.services import (
 )
 from inference.tasks import synthesize
 from tests.inference.speech_samples import encode, speech
+from tests.support.fleet import agent_hello, node_online
+from tests.support.jobs import job_claim_as_worker
 
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
-    """Node routing as in a real fleet (not the embedded single node), outputs in tmp, and
-    rate-limit counters that do not leak between tests (tenant ids repeat across runs)."""
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path / "outputs"
-    settings.VAR_DIR = tmp_path / "var"
-    _limits_clear()
-    yield
-    _limits_clear()
-
-
-def _limits_clear():
-    limits.limits_reset_for_tests()
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        for key in client.scan_iter("vf:billing:*"):
-            client.delete(key)
-        for key in client.scan_iter("node.t-*"):
-            client.delete(key)
+pytestmark = pytest.mark.usefixtures("fleet_routing")
 
 
 @pytest.fixture
@@ -75,12 +54,14 @@ def published():
     before_task_publish.disconnect(record)
 
 
-def _node(name, *, tenant=None, state=NodeState.ONLINE):
-    node, _ = node_create(name=name, dedicated_tenant=tenant)
-    # The agent's heartbeat sets this in production.
-    Node.objects.filter(pk=node.pk).update(state=state)
-    node.refresh_from_db()
-    return node
+def _marked_offline(node):
+    """What the heartbeat sweep does to a silent node, before it sends ``node_lost``.
+
+    By hand on purpose: these tests call job_requeue_from_node (or job_create) themselves and
+    check what it returns; the sweep would run the requeue first through the signal. The
+    whole path (silent agent -> sweep -> requeue) runs in tests/fleetagent/test_restart_jobs.py.
+    """
+    Node.objects.filter(pk=node.pk).update(state=NodeState.OFFLINE)
 
 
 def _create(tenant, *, text="你好，欢迎使用语音合成。", voice="zh-female", capture=None, **kwargs):
@@ -92,20 +73,11 @@ def _create(tenant, *, text="你好，欢迎使用语音合成。", voice="zh-fe
     return job
 
 
-def _worker_claims(job):
-    """What a node's worker does first; used to leave a job 'running' on a host that then dies."""
-    SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    job.refresh_from_db()
-    return job
-
-
 def test_job_lifecycle_reserves_on_accept_and_settles_on_success(
     make_tenant, django_capture_on_commit_callbacks, published
 ):
     pro = make_tenant("pro")
-    node = _node("t-shared-a")
+    node = node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
 
     job = _create(pro, capture=django_capture_on_commit_callbacks, seed=4242)
@@ -144,7 +116,7 @@ def test_job_lifecycle_reserves_on_accept_and_settles_on_success(
 
 def test_cancel_releases_tokens_and_a_late_worker_does_nothing(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
     job = _create(pro, capture=django_capture_on_commit_callbacks)
     assert quota_get(tenant=pro).reserved == job.tokens
@@ -164,9 +136,9 @@ def test_cancel_releases_tokens_and_a_late_worker_does_nothing(make_tenant, djan
 
 def test_cancel_of_a_running_job_discards_its_result_uncharged(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
-    job = _worker_claims(_create(pro, capture=django_capture_on_commit_callbacks))
+    job = job_claim_as_worker(_create(pro, capture=django_capture_on_commit_callbacks))
     job_cancel(job=job)
     # The engine cannot be interrupted; its finish must not settle a released reservation.
     assert job_execute(job_id=job.pk, node_name="t-shared-a") is None
@@ -177,7 +149,7 @@ def test_cancel_of_a_running_job_discards_its_result_uncharged(make_tenant, djan
 
 def test_failure_releases_tokens(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     prompt = speech(6.0, "zh-female")
     voice = voice_create(
         tenant=pro, name="Narrator", audio=encode(prompt.samples, prompt.sample_rate), transcript="今天天气很好"
@@ -199,15 +171,15 @@ def test_failure_releases_tokens(make_tenant, django_capture_on_commit_callbacks
 
 def test_node_death_requeues_once_then_fails_and_never_charges(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    first = _node("t-shared-a")
-    second = _node("t-shared-b", state=NodeState.OFFLINE)
+    first = node_online("t-shared-a")
+    second, _token = node_create(name="t-shared-b")  # registered; its agent has not connected yet
     full = quota_get(tenant=pro).remaining
-    job = _worker_claims(_create(pro, capture=django_capture_on_commit_callbacks))
+    job = job_claim_as_worker(_create(pro, capture=django_capture_on_commit_callbacks))
     assert job.node == first and job.status == JobStatus.RUNNING
 
     # Host A dies mid-job (the fleet marks it offline, then hands its jobs back); B comes up.
-    Node.objects.filter(pk=first.pk).update(state=NodeState.OFFLINE)
-    Node.objects.filter(pk=second.pk).update(state=NodeState.ONLINE)
+    _marked_offline(first)
+    agent_hello(second)
     with django_capture_on_commit_callbacks(execute=True):
         outcome = job_requeue_from_node(node_name="t-shared-a")
     job.refresh_from_db()
@@ -219,8 +191,8 @@ def test_node_death_requeues_once_then_fails_and_never_charges(make_tenant, djan
     assert job_execute(job_id=job.pk, node_name="t-shared-a") is None
 
     # B dies too while running it: the second death fails the job and releases the tokens.
-    job = _worker_claims(job)
-    Node.objects.filter(pk=second.pk).update(state=NodeState.OFFLINE)
+    job = job_claim_as_worker(job)
+    _marked_offline(second)
     outcome = job_requeue_from_node(node_name="t-shared-b")
     job.refresh_from_db()
     assert outcome.failed == [job.pk] and outcome.requeued == []
@@ -231,11 +203,11 @@ def test_node_death_requeues_once_then_fails_and_never_charges(make_tenant, djan
 
 def test_requeued_job_that_succeeds_is_charged_exactly_once(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    first = _node("t-shared-a")
+    first = node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
-    job = _worker_claims(_create(pro, capture=django_capture_on_commit_callbacks))
-    Node.objects.filter(pk=first.pk).update(state=NodeState.OFFLINE)
-    _node("t-shared-b")
+    job = job_claim_as_worker(_create(pro, capture=django_capture_on_commit_callbacks))
+    _marked_offline(first)
+    node_online("t-shared-b")
     with django_capture_on_commit_callbacks(execute=True):
         job_requeue_from_node(node_name="t-shared-a")
 
@@ -251,10 +223,10 @@ def test_requeued_job_that_succeeds_is_charged_exactly_once(make_tenant, django_
 
 def test_requeue_with_no_node_left_fails_and_releases(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    only = _node("t-shared-a")
+    only = node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
     job = _create(pro, capture=django_capture_on_commit_callbacks)
-    Node.objects.filter(pk=only.pk).update(state=NodeState.OFFLINE)
+    _marked_offline(only)
     with django_capture_on_commit_callbacks(execute=True):
         outcome = job_requeue_from_node(node_name="t-shared-a")
     job.refresh_from_db()
@@ -267,8 +239,8 @@ def test_requeue_with_no_node_left_fails_and_releases(make_tenant, django_captur
 def test_enterprise_jobs_run_only_on_dedicated_nodes(make_tenant, django_capture_on_commit_callbacks, published):
     ent = make_tenant("enterprise")
     pro = make_tenant("pro")
-    _node("t-shared-a")
-    dedicated = _node("t-ent-a", tenant=ent)
+    node_online("t-shared-a")
+    dedicated = node_online("t-ent-a", tenant=ent)
 
     ent_job = _create(ent, capture=django_capture_on_commit_callbacks)
     pro_job = _create(pro, capture=django_capture_on_commit_callbacks)
@@ -276,7 +248,7 @@ def test_enterprise_jobs_run_only_on_dedicated_nodes(make_tenant, django_capture
     assert ent_job.node == dedicated and pro_job.node.name == "t-shared-a"
     assert [p[0] for p in published] == ["node.t-ent-a", "node.t-shared-a"]
 
-    Node.objects.filter(pk=dedicated.pk).update(state=NodeState.OFFLINE)
+    _marked_offline(dedicated)
     before = quota_get(tenant=ent)
     with pytest.raises(NoNodeAvailable) as refused:
         _create(ent)
@@ -310,7 +282,7 @@ def test_embedded_default_routes_every_tenant_to_the_local_node(make_tenant, set
 )
 def test_refusals_reserve_nothing(make_tenant, kwargs, error, status, needle):
     free = make_tenant("free")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     with pytest.raises(error) as refused:
         _create(free, **kwargs)
     assert refused.value.status == status and needle in refused.value.message
@@ -321,7 +293,7 @@ def test_refusals_reserve_nothing(make_tenant, kwargs, error, status, needle):
 
 def test_insufficient_quota_is_429_and_leaves_nothing(make_tenant):
     free = make_tenant("free")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     reservation_create(tenant=free, tokens=495)
     with pytest.raises(InsufficientQuota) as refused:
         _create(free, text="你好" * 5)
@@ -333,7 +305,7 @@ def test_insufficient_quota_is_429_and_leaves_nothing(make_tenant):
 
 def test_concurrent_job_slots_follow_the_plan(make_tenant, django_capture_on_commit_callbacks):
     free = make_tenant("free")  # one concurrent job
-    _node("t-shared-a")
+    node_online("t-shared-a")
     first = _create(free, capture=django_capture_on_commit_callbacks)
     with pytest.raises(RateLimited) as refused:
         _create(free)
@@ -345,7 +317,7 @@ def test_concurrent_job_slots_follow_the_plan(make_tenant, django_capture_on_com
 
 def test_idempotency_key_returns_the_first_job_and_reserves_once(make_tenant):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     one = _create(pro, idempotency_key="order-17")
     two = _create(pro, idempotency_key="order-17")
     other = make_tenant("pro")
@@ -356,7 +328,7 @@ def test_idempotency_key_returns_the_first_job_and_reserves_once(make_tenant):
 
 def test_seed_is_drawn_when_omitted_and_replays_byte_identically(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     drawn = _create(pro)
     assert 1 <= drawn.seed <= 100_000_000
     jobs = [
@@ -374,7 +346,7 @@ def test_seed_is_drawn_when_omitted_and_replays_byte_identically(make_tenant, dj
 
 def test_overdue_jobs_expire_and_release(make_tenant, django_capture_on_commit_callbacks):
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     full = quota_get(tenant=pro).remaining
     job = _create(pro, capture=django_capture_on_commit_callbacks)
     SynthesisJob.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - dt.timedelta(seconds=1))
@@ -385,22 +357,22 @@ def test_overdue_jobs_expire_and_release(make_tenant, django_capture_on_commit_c
 
 
 def test_billing_reconcile_checks_jobs_against_their_reservations(make_tenant, django_capture_on_commit_callbacks):
-    from billing.reconcile import ledger_drift_find
+    from inference.reconcile import books_drift_find
 
     pro = make_tenant("pro")
-    _node("t-shared-a")
+    node_online("t-shared-a")
     done = _create(pro, capture=django_capture_on_commit_callbacks)
     job_execute(job_id=done.pk, node_name="t-shared-a")
     cancelled = _create(pro, text="第二句话。", capture=django_capture_on_commit_callbacks)
     job_cancel(job=cancelled)
     waiting = _create(pro, text="第三句话。", capture=django_capture_on_commit_callbacks)
-    assert ledger_drift_find() == []
+    assert books_drift_find() == []
 
     # A cancelled job marked succeeded would be served without its tokens being consumed.
     SynthesisJob.objects.filter(pk=cancelled.pk).update(status=JobStatus.SUCCEEDED)
     # A job whose recorded charge differs from what its reservation holds.
     SynthesisJob.objects.filter(pk=waiting.pk).update(tokens=F("tokens") + 1)
-    drift = ledger_drift_find()
+    drift = books_drift_find()
     assert any(f"job {cancelled.pk}: succeeded but reservation" in line for line in drift), drift
     assert any(f"job {waiting.pk}: charged" in line for line in drift), drift
     assert len(drift) == 2

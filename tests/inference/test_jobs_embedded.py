@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from billing import limits
 from billing.selectors import quota_get
+from billing.services import limits
 from inference import embedded
 from inference.models import JobStatus, SynthesisJob
 from inference.services import job_create

@@ -1,4 +1,4 @@
-"""The runtime contract the fleet agent relies on: one engine per process, listeners, reload."""
+"""The contract the fleet agent relies on: one engine per process, listeners, reload."""
 
 from __future__ import annotations
 
@@ -6,27 +6,23 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import Client
 
-from fleetagent.models import Node, NodeState
-from fleetagent.services import node_create
-from inference import runtime
+from inference import engines, listeners
 from inference.models import JobStatus, SynthesisJob
 from inference.services import job_create, job_execute
+from tests.support.fleet import node_online
 
 
 @pytest.fixture
-def shared_node(settings, tmp_path):
-    settings.EMBEDDED = False
-    settings.OUTPUTS_DIR = tmp_path
-    node, _ = node_create(name="t-runtime-a")
-    Node.objects.filter(pk=node.pk).update(state=NodeState.ONLINE)
-    return node
+def shared_node(fleet_routing):
+    """A shared node of a real fleet, online because its agent connected."""
+    return node_online("t-runtime-a")
 
 
 def test_engine_is_loaded_once_and_reload_gives_a_fresh_engine():
-    first = runtime.engine_get()
-    assert runtime.engine_get() is first
-    report = runtime.engine_clear_and_reload()
-    assert runtime.engine_get() is not first
+    first = engines.engine_get()
+    assert engines.engine_get() is first
+    report = engines.engine_clear_and_reload()
+    assert engines.engine_get() is not first
     assert report["engine"]["engine"] == "cpu" and report["reload_s"] >= 0
     assert report["vram_before"] == {} and report["vram_after"] == {}  # no CUDA here
 
@@ -40,16 +36,16 @@ def test_listeners_hear_each_finished_job(make_tenant, shared_node, django_captu
     def broken(*args):
         raise RuntimeError("a dashboard hiccup must not fail the job")
 
-    runtime.add_job_listener(broken)
-    runtime.add_job_listener(listener)
+    listeners.add_job_listener(broken)
+    listeners.add_job_listener(listener)
     try:
         pro = make_tenant("pro")
         with django_capture_on_commit_callbacks(execute=True):
             job = job_create(tenant=pro, text="听得到吗？", voice="zh-male")
         job_execute(job_id=job.pk, node_name="t-runtime-a")
     finally:
-        runtime.remove_job_listener(broken)
-        runtime.remove_job_listener(listener)
+        listeners.remove_job_listener(broken)
+        listeners.remove_job_listener(listener)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
     [(job_id, outcome, duration_s, rtf)] = heard

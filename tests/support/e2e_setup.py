@@ -24,8 +24,8 @@ from django.core.management import call_command  # noqa: E402
 
 from billing.models import Tenant  # noqa: E402
 from billing.services import api_key_create, plan_get, reservation_create, tenant_create, user_create  # noqa: E402
-from fleetagent.models import Node, NodeState  # noqa: E402
-from fleetagent.services import node_create  # noqa: E402
+from fleetagent.services import node_create, node_ensure  # noqa: E402
+from tests.support.fleet import agent_hello  # noqa: E402
 
 
 def tenant(name: str, plan: str) -> tuple:
@@ -43,14 +43,19 @@ def main() -> None:
     _, keys["outsider"] = tenant("Outsider Pro", "pro")
     _, keys["limited"] = tenant("Limited Free", "free")
     _, keys["warmup"] = tenant("Warmup Pro", "pro")
+    # The API contract test (schemathesis) gets a tenant of its own: its traffic spends no
+    # other test's quota or rate limit.
+    _, keys["contract"] = tenant("Contract Free", "free")
     drained, keys["drained"] = tenant("Drained Free", "free")
     # Spend the Free allowance down to 5 tokens through billing's own reservation.
     reservation_create(tenant=drained, tokens=495)
-    # The node's agent marks it online by heartbeat; the test worker has no agent socket.
     node_name = settings.EMBEDDED_NODE_NAME
     enterprise = Tenant.objects.get(name=next(t["name"] for t in demo["tenants"] if t["plan"] == "Enterprise"))
     dedicated, _ = node_create(name=f"{node_name}-dedicated", dedicated_tenant=enterprise)
-    Node.objects.filter(name__in=[node_name, dedicated.name]).update(state=NodeState.ONLINE)
+    # Online the way an agent's hello makes a node online. The test's Celery worker has no
+    # agent socket, so no channel: an ops action on these nodes is refused as for a gone agent.
+    for node in (node_ensure(name=node_name), dedicated):
+        agent_hello(node, hello={"engine": settings.VOXFLEET_ENGINE}, channel_name="")
     print(json.dumps({"keys": keys, "node": node_name, "nodes": [node_name, dedicated.name], "demo": demo}))
 
 

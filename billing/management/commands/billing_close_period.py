@@ -5,6 +5,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from billing.models import Tenant
+from billing.periods import month_previous
 from billing.services import billing_period_close
 
 
@@ -23,8 +24,8 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError(f"--period must look like 2026-10, got {period!r}") from None
         else:
-            first = (timezone.now().date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-        total = Tenant.objects.filter(is_active=True).count()
+            first = month_previous(timezone.now().date())
+        total = Tenant.objects.count()
         # The bar goes to the command's raw stderr stream (OutputWrapper would add a newline per update).
         stream = getattr(self.stderr, "_out", self.stderr)
         with tqdm(total=total, desc=f"closing {first:%Y-%m}", unit="tenant", disable=no_progress, file=stream) as bar:

@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from billing.models import ApiKey, Tenant
+from billing.selectors import api_key_list_for_tenant, tenant_get_by_name
 from billing.services import api_key_create, api_key_revoke, plan_get, tenant_create, user_create
-from fleetagent.models import Node
+from fleetagent.selectors import node_find
 from fleetagent.services import node_create, node_token_rotate
 
 ADMIN = {"username": "admin", "password": "voxfleet-admin", "email": "admin@voxfleet.local"}
@@ -48,12 +48,13 @@ class Command(BaseCommand):
         for spec in TENANTS:
             owner = _user(username=spec["username"], password=spec["password"], email=f"{spec['username']}@demo.local")
             plan = plan_get(code=spec["plan"])
-            tenant = Tenant.objects.filter(name=spec["name"]).first()
+            tenant = tenant_get_by_name(name=spec["name"])
             if tenant is None:
                 tenant = tenant_create(name=spec["name"], plan=plan, owner=owner)
             # Re-running rotates the demo key: the old one stops working, the new one is printed.
-            for old in ApiKey.objects.filter(tenant=tenant, name=DEMO_KEY_NAME, revoked_at__isnull=True):
-                api_key_revoke(key=old)
+            for old in api_key_list_for_tenant(tenant=tenant):
+                if old.name == DEMO_KEY_NAME and old.revoked_at is None:
+                    api_key_revoke(key=old)
             _, plaintext = api_key_create(tenant=tenant, name=DEMO_KEY_NAME, created_by=owner)
             tenants.append(
                 {
@@ -65,7 +66,7 @@ class Command(BaseCommand):
                 }
             )
         node_name = settings.EMBEDDED_NODE_NAME
-        node = Node.objects.filter(name=node_name).first()
+        node = node_find(name=node_name)
         if node is None:
             node, token = node_create(name=node_name)
         else:

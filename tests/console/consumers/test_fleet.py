@@ -7,12 +7,13 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from billing.services import user_create
 from console.consumers.hub import hub
 from fleetagent import protocol
-from fleetagent.models import GpuSample, NodeAction, NodeState
-from fleetagent.services import node_action_request, node_create, node_token_revoke, node_token_rotate
+from fleetagent.models import GpuSample, Node, NodeAction, NodeState
+from fleetagent.services import node_action_request, node_create, node_token_rotate
 from tests.console.consumers.fleet_helpers import (
     agent_headers,
     hello,
@@ -57,7 +58,8 @@ async def test_agent_with_wrong_token_is_refused():
 
 async def test_agent_with_revoked_or_rotated_token_is_refused():
     node, token = await make_node()
-    await database_sync_to_async(node_token_revoke)(node=node)
+    # What staff do in the admin (token_revoked_at); no service revokes a node token.
+    await database_sync_to_async(Node.objects.filter(pk=node.pk).update)(token_revoked_at=timezone.now())
     async with ws_connected(AGENT, headers=agent_headers(token), expect=False):
         pass
     fresh = await database_sync_to_async(node_token_rotate)(node=node)
@@ -175,7 +177,7 @@ async def test_agent_cannot_ack_another_nodes_action():
 
 
 async def test_state_changes_published_by_beat_reach_dashboards_through_the_hub_relay():
-    from fleetagent.tasks import fleet_nodes_broadcast
+    from console.consumers.broadcast import fleet_nodes_broadcast
 
     node, _ = await make_node()
     staff = await make_user("ops", staff=True)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from channels.db import database_sync_to_async
 
@@ -23,52 +20,14 @@ from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.services import node_create
 from tests.console.consumers.fleet_helpers import OUR_ORIGIN, readings, session_cookie_headers
 from tests.fleetagent.fake_nvml import FakeNvml
+from tests.support.live_server import ThreadedLiveServer, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.timeout(120)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, port: int | None = None, *, lifespan: str = "off") -> None:
-        from console.asgi import application
-
-        self.port = port or _free_port()
-        config = uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan=lifespan,
-            ws="websockets-sansio",
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def live_server_asgi():
-    server = LiveServer().start()
+    server = ThreadedLiveServer().start()
     yield server
     server.stop()
 
@@ -162,7 +121,7 @@ async def test_wrong_token_agent_never_connects(live_server_asgi):
 
 async def test_agent_buffers_while_console_is_down_then_reconnects_and_delivers():
     node, token = await database_sync_to_async(node_create)(name="gpu-late")
-    port = _free_port()
+    port = free_port()
     agent = _agent(f"http://127.0.0.1:{port}", token, node.name)
     task = asyncio.create_task(agent.run())
     server = None
@@ -171,7 +130,7 @@ async def test_agent_buffers_while_console_is_down_then_reconnects_and_delivers(
         await _until(lambda: asyncio.sleep(0, len(agent.buffer) >= 5), timeout=20, what="five buffered samples")
         assert agent.connects == 0
         buffered = len(agent.buffer)
-        server = LiveServer(port).start()
+        server = ThreadedLiveServer(port).start()
 
         async def delivered():
             count = await database_sync_to_async(GpuSample.objects.filter(node=node).count)()

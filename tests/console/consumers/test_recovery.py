@@ -25,7 +25,8 @@ from billing.services import user_create
 from fleetagent.models import Node
 from fleetagent.services import node_create
 from tests.console.consumers.fleet_helpers import OUR_ORIGIN, hello, readings, session_cookie_headers
-from tests.console.consumers.test_live import LiveServer, _agent, _free_port
+from tests.console.consumers.test_live import _agent
+from tests.support.live_server import ThreadedLiveServer, free_port
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -40,7 +41,7 @@ class PrivateRedis:
     """A throwaway redis-server (no persistence: a restart forgets every group, as in production)."""
 
     def __init__(self, tmp_path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path
         self.proc: subprocess.Popen | None = None
 
@@ -87,7 +88,7 @@ def private_redis(tmp_path, monkeypatch):
 
 @pytest.fixture
 def console():
-    server = LiveServer().start()
+    server = ThreadedLiveServer().start()
     yield server
     server.stop()
 
@@ -133,7 +134,7 @@ class Dashboard:
 
 
 async def test_after_a_redis_restart_agents_dashboards_and_the_hub_are_live_within_5_s(private_redis, console):
-    from fleetagent.tasks import fleet_nodes_broadcast
+    from console.consumers.broadcast import fleet_nodes_broadcast
 
     node, token = await database_sync_to_async(node_create)(name="gpu-r")
     staff = await database_sync_to_async(user_create)(

@@ -82,7 +82,12 @@ def test_real_speech_is_metered_with_count_tokens(live, tenant, text, voice):
 
 def test_same_seed_replays_byte_identically(live):
     key = live.key("pro")
-    fields = {"input": "同一个种子，同样的声音。", "voice": "zh-male", "instructions": "说得慢一点"}
+    fields = {
+        "input": "同一个种子，同样的声音。",
+        "voice": "zh-male",
+        "instructions": "说得慢一点",
+        "response_format": "wav",
+    }
     first = speak(live, key, seed=31337, **fields)
     second = speak(live, key, seed=31337, **fields)
     other = speak(live, key, seed=31338, **fields)
@@ -92,7 +97,7 @@ def test_same_seed_replays_byte_identically(live):
     assert other.content != first.content
     assert int(first.headers["x-tokens-charged"]) == count_tokens(fields["input"], fields["instructions"])
 
-    pcm = speak(live, key, seed=31337, response_format="pcm", **fields)
+    pcm = speak(live, key, seed=31337, **{**fields, "response_format": "pcm"})
     assert pcm.headers["content-type"] == "audio/pcm"
     with wave.open(io.BytesIO(first.content)) as wav:
         assert pcm.content == wav.readframes(wav.getnframes())
@@ -137,8 +142,8 @@ def _refused(live, key, exc_type, status, **fields):
         ({"input": "你好", "seed": 100_000_001}, "seed", "invalid_seed", "100,000,000"),
         ({"input": "你好", "seed": "abc"}, "seed", "invalid_value", "integer"),
         ({"input": "你好", "speed": 9.0}, "speed", "invalid_speed", "4.0"),
-        ({"input": "你好", "response_format": "mp3"}, "response_format", "unsupported_response_format", "wav or pcm"),
-        ({"input": "你好", "model": "gpt-9"}, "model", "model_not_found", "cosyvoice-3"),
+        ({"input": "你好", "response_format": "ogg"}, "response_format", "unsupported_response_format", "mp3, opus"),
+        ({"input": "你好", "stream_format": "websocket"}, "stream_format", "invalid_value", "sse"),
     ],
 )
 def test_invalid_requests_are_400_invalid_request_error(live, fields, param, code, words):
@@ -182,6 +187,11 @@ def test_free_plan_features_are_403_naming_the_feature(live, fields, feature_wor
     body = _refused(live, live.key("free"), openai.PermissionDeniedError, 403, **fields)
     assert body["code"] == "feature_not_in_plan" and body["param"] == param
     assert feature_word in body["message"] and "Free" in body["message"]
+
+
+def test_unknown_model_is_404_model_not_found_as_openai(live):
+    body = _refused(live, live.key("pro"), openai.NotFoundError, 404, input="你好", model="gpt-9")
+    assert body["code"] == "model_not_found" and body["param"] == "model" and "cosyvoice-3" in body["message"]
 
 
 def test_unknown_voice_is_404(live):

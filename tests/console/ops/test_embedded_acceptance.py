@@ -15,7 +15,8 @@ from django.conf import settings as django_settings
 
 from billing.services import user_create
 from tests.console.consumers.fleet_helpers import OUR_ORIGIN, session_cookie_headers
-from tests.console.consumers.test_live import LiveServer, _until
+from tests.console.consumers.test_live import _until
+from tests.support.live_server import ThreadedLiveServer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -29,7 +30,7 @@ async def test_local_node_is_live_within_2_s_and_restarts_from_the_dashboard():
         username="ops", password="pw-secret-123", email="ops@example.com", is_staff=True
     )
     cookie = dict(await session_cookie_headers(staff))[b"cookie"].decode()
-    server = LiveServer(lifespan="on").start()
+    server = ThreadedLiveServer(lifespan="on").start()
     started = time.monotonic()  # uvicorn has reported "Application startup complete"
     try:
         url = server.url.replace("http", "ws") + "/ws/ops/fleet/"

@@ -4,33 +4,12 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
-from billing.services import user_create
 from fleetagent.models import Node, NodeAction
 from fleetagent.services import node_agent_connect, node_create, samples_ingest
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def outsider(db):
-    return user_create(username="customer", password="pw-secret-123", email="c@example.com")
-
-
-@pytest.fixture
-def staff_client(staff_user):
-    client = Client()
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
-def outsider_client(outsider):
-    client = Client()
-    client.force_login(outsider)
-    return client
 
 
 @pytest.fixture

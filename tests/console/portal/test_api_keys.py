@@ -11,7 +11,7 @@ from console.errors import NotFound
 
 @pytest.mark.django_db
 def test_create_key_shows_it_once(owner_client, owner_tenant):
-    r = owner_client.post("/keys/", {"name": "prod"})
+    r = owner_client.post("/keys/", {"name": "prod", "scopes": ["synthesize", "usage:read", "voices:manage"]})
     body = r.content.decode()
     key = ApiKey.objects.get(tenant=owner_tenant, name="prod")
     start = body.index('id="new-key">') + len('id="new-key">')

@@ -59,3 +59,20 @@ def test_staff_overview_query_count_is_bounded_when_cached(staff_user, make_tena
     assert c.get("/staff/").status_code == 200
     with django_assert_max_num_queries(8):
         assert c.get("/staff/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_beat_warms_the_staff_figures_so_the_page_computes_nothing(
+    staff_user, make_tenant, django_assert_max_num_queries
+):
+    from console.celery import app
+    from console.portal.tasks import staff_economics_warm
+
+    make_tenant("pro", name="Warm Pro")
+    assert "portal.staff_economics_warm" in app.tasks
+    staff_economics_warm()
+    c = Client()
+    c.force_login(staff_user)
+    with django_assert_max_num_queries(8):
+        r = c.get("/staff/")
+    assert r.status_code == 200 and "Warm Pro" in r.content.decode()

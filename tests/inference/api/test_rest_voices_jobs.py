@@ -54,10 +54,18 @@ def test_voice_library_create_list_rename_use_delete(live, prompt_wav):
 
     # The cloned voice speaks, by id and by name, through the OpenAI endpoint.
     by_name = client(live, key).audio.speech.with_raw_response.create(
-        model="cosyvoice-3", voice="Ada Lovelace", input="Cloned voices work too.", extra_body={"seed": 5}
+        model="cosyvoice-3",
+        voice="Ada Lovelace",
+        input="Cloned voices work too.",
+        response_format="wav",
+        extra_body={"seed": 5},
     )
     by_id = client(live, key).audio.speech.with_raw_response.create(
-        model="cosyvoice-3", voice={"id": voice["id"]}, input="Cloned voices work too.", extra_body={"seed": 5}
+        model="cosyvoice-3",
+        voice={"id": voice["id"]},
+        input="Cloned voices work too.",
+        response_format="wav",
+        extra_body={"seed": 5},
     )
     assert by_name.content == by_id.content and len(by_name.content) > 20_000
 

@@ -1,0 +1,214 @@
+"""A running job's audio, delivered while it is produced.
+
+The producer (whoever receives the engine's pieces: the node's worker, or the console on a
+node's behalf) appends each piece as 16-bit PCM to the job's partial file and then announces
+it on the channel-layer group ``job-audio.<id>`` with its byte offset. A listener joins the
+group first, then reads what the partial file already holds, then takes announced pieces
+past that offset — so it misses nothing whenever it starts (the speech call that created the
+job, or a jobs-API client that asks for a running job's audio) and never gets a byte twice.
+The end of the stream is announced after the job has been settled or closed.
+
+The partial file is ``<output>.pcm.part``: a 4-byte little-endian sample rate, then PCM.
+It is removed once the finished WAV is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+AUDIO = "job.audio"
+END = "job.audio.end"
+_RATE_HEADER = struct.Struct("<I")
+
+
+# The event loop that owns the in-memory channel layer (the embedded default's one ASGI
+# process). Its queues are not thread-safe: producers on other threads hand their sends to
+# that loop instead of running them on a loop of their own.
+_layer_loop: asyncio.AbstractEventLoop | None = None
+
+
+def layer_loop_register(loop: asyncio.AbstractEventLoop | None) -> None:
+    global _layer_loop
+    _layer_loop = loop
+
+
+def _group_send(group: str, message: dict) -> None:
+    layer = get_channel_layer()
+    loop = _layer_loop
+    if loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
+    else:
+        async_to_sync(layer.group_send)(group, message)
+
+
+def job_audio_group(job_id: int) -> str:
+    return f"job-audio.{int(job_id)}"
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + ".pcm.part")
+
+
+def pcm16(samples: numpy.ndarray) -> bytes:
+    """Float samples as 16-bit LE PCM, rounded as ``SynthesisResult.to_pcm_bytes`` does."""
+    clipped = numpy.clip(numpy.asarray(samples, dtype=numpy.float64), -1.0, 1.0)
+    return numpy.rint(clipped * 32767.0).astype("<i2").tobytes()
+
+
+class JobAudioWriter:
+    """Producer side of one job attempt's stream (not thread-safe: one writer per attempt)."""
+
+    def __init__(self, *, job_id: int, output: Path, sample_rate: int) -> None:
+        self.job_id = job_id
+        self.output = output
+        self.sample_rate = int(sample_rate)
+        self.path = partial_path(output)
+        self.offset = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A new attempt starts over: a listener that read an earlier attempt's bytes is told
+        # by the offsets going back to 0 (it then waits for the end and the finished file).
+        with open(self.path, "wb") as handle:
+            handle.write(_RATE_HEADER.pack(self.sample_rate))
+
+    def append(self, pcm: bytes) -> None:
+        """Store the piece, then announce it (stored first: a late listener reads it from disk)."""
+        if not pcm:
+            return
+        with open(self.path, "ab") as handle:
+            handle.write(pcm)
+            handle.flush()
+        offset, self.offset = self.offset, self.offset + len(pcm)
+        self._send({"type": AUDIO, "offset": offset, "data": pcm, "sample_rate": self.sample_rate})
+
+    def wav_bytes(self) -> bytes:
+        """The finished stream as a WAV file (the job's output)."""
+        from inference.audio.encode import wav_header
+
+        with open(self.path, "rb") as handle:
+            handle.seek(_RATE_HEADER.size)
+            pcm = handle.read()
+        return wav_header(sample_rate=self.sample_rate, data_bytes=len(pcm)) + pcm
+
+    def discard(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _send(self, message: dict) -> None:
+        try:
+            _group_send(job_audio_group(self.job_id), message)
+        except Exception:  # noqa: BLE001 - listeners fall back to the file and the job row
+            logger.warning("could not announce audio of job %s", self.job_id, exc_info=True)
+
+
+def job_audio_end(*, job_id: int) -> None:
+    """Tell listeners the job is over (after its settlement or release is committed)."""
+    try:
+        _group_send(job_audio_group(job_id), {"type": END})
+    except Exception:  # noqa: BLE001 - listeners also poll the job row
+        logger.warning("could not announce the end of job %s", job_id, exc_info=True)
+
+
+@dataclass
+class AudioPiece:
+    """PCM bytes of a stream, with their sample rate."""
+
+    pcm: bytes
+    sample_rate: int
+
+
+def _read_partial(path: Path, offset: int) -> tuple[int | None, bytes]:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(_RATE_HEADER.size)
+            if len(header) < _RATE_HEADER.size:
+                return None, b""
+            handle.seek(_RATE_HEADER.size + offset)
+            return _RATE_HEADER.unpack(header)[0], handle.read()
+    except FileNotFoundError:
+        return None, b""
+
+
+async def job_audio_listen(
+    *,
+    job_id: int,
+    output: Path,
+    is_finished: Callable[[], Awaitable[bool]],
+    timeout_s: float,
+    poll_s: float = 1.0,
+) -> AsyncIterator[AudioPiece]:
+    """Yield the job's audio as it is produced until the job ends (or ``timeout_s`` passes).
+
+    ``is_finished`` reads the job row; it is asked when the group is quiet for ``poll_s``
+    (a lost end message, a node that died) so the listener never waits past the job.
+    """
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = job_audio_group(job_id)
+    await layer.group_add(group, channel)
+    path = partial_path(output)
+    offset = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        rate, data = await asyncio.to_thread(_read_partial, path, 0)
+        if data:
+            offset = len(data)
+            yield AudioPiece(pcm=data, sample_rate=rate)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=min(poll_s, remaining))
+            except TimeoutError:
+                if await is_finished():
+                    return
+                continue
+            if message.get("type") == END:
+                return
+            start, chunk = int(message["offset"]), message["data"]
+            if start > offset:
+                # Announcements were missed (layer capacity): the file has everything.
+                rate, data = await asyncio.to_thread(_read_partial, path, offset)
+                if data:
+                    offset += len(data)
+                    yield AudioPiece(pcm=data, sample_rate=rate)
+                continue
+            fresh = chunk[offset - start :]
+            if fresh:
+                offset += len(fresh)
+                yield AudioPiece(pcm=fresh, sample_rate=int(message["sample_rate"]))
+    finally:
+        await layer.group_discard(group, channel)
+
+
+def final_pcm(output: str | Path, skip_bytes: int = 0) -> tuple[int, bytes]:
+    """(sample rate, 16-bit PCM after the first ``skip_bytes``) of a finished job's WAV."""
+    import soundfile
+
+    with soundfile.SoundFile(str(output)) as wav:
+        rate = wav.samplerate
+        wav.seek(min(wav.frames, skip_bytes // 2))
+        return rate, wav.read(dtype="int16").astype("<i2").tobytes()
+
+
+def replace_into(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a reader sees the old file or the whole new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
