@@ -72,7 +72,13 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
             response = httpx.post(
                 f"{url}/v1/audio/speech",
                 headers={"Authorization": f"Bearer {pro_key}"},
-                json={"model": "cosyvoice-3", "input": "你好，欢迎使用语音合成。", "voice": "zh-female", "seed": 7},
+                json={
+                    "model": "cosyvoice-3",
+                    "input": "你好，欢迎使用语音合成。",
+                    "voice": "zh-female",
+                    "seed": 7,
+                    "response_format": "wav",  # mp3 is the default since the streaming change
+                },
                 timeout=60,
             )
             return response if response.status_code == 200 else None
