@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 RUN_DEBS := espeak-ng
-TEST_DEBS := espeak-ng chromium fonts-noto-cjk
+TEST_DEBS := espeak-ng chromium fonts-noto-cjk prometheus
 
 .PHONY: run test install install-dev lint bench bench-billing bench-synthesis bench-fleet bench-portal clean
 

@@ -8,8 +8,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - Django must be set up first
 
 from console.embedded import embedded_start, embedded_stop  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
@@ -18,7 +17,8 @@ from console.uploads import body_cap_asgi  # noqa: E402
 router = ProtocolTypeRouter(
     {
         "http": body_cap_asgi(django_asgi_app),
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # Sessions and users are resolved per route (console.routing): only dashboards have one.
+        "websocket": URLRouter(websocket_urlpatterns),
     }
 )
 

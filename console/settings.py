@@ -120,6 +120,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times and counts every answer (voxfleet_http_requests_total by route and status).
+    "console.prometheus.http_metrics_middleware",
     "console.request_id.RequestIdMiddleware",
     "console.uploads.RequestBodyCapMiddleware",
     "django.middleware.security.SecurityMiddleware",

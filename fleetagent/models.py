@@ -33,6 +33,15 @@ class Node(models.Model):
     state_reason = models.CharField(max_length=255, blank=True)
     # Channels channel name of the connected agent consumer; empty when no agent is connected.
     agent_channel = models.CharField(max_length=255, blank=True)
+    # The desired state, which the console owns: set by a drain, cleared by a resume. A drained
+    # node comes back draining after a disconnect, an agent restart or a console restart.
+    drained = models.BooleanField(default=False, help_text="Ops drained it: it takes no jobs until resumed.")
+    protocol_version = models.PositiveSmallIntegerField(default=0, help_text="Agent protocol of its last hello.")
+    gpus = models.JSONField(default=list, blank=True, help_text="GPUs from the agent's hello: index, name, UUID.")
+    # Frames the console refused from this node (schema, size, rate): counted, never used.
+    frames_refused = models.PositiveBigIntegerField(default=0)
+    last_refusal = models.CharField(max_length=500, blank=True)
+    last_refusal_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -68,6 +77,7 @@ class GpuSample(models.Model):
     throttle_reasons = models.BigIntegerField(default=0)
     ecc_errors = models.BigIntegerField(default=0)
     xid_errors = models.BigIntegerField(default=0)
+    last_xid = models.IntegerField(null=True, blank=True, help_text="Newest XID code (dcgm's XID meaning).")
 
     class Meta:
         indexes = [

@@ -1,6 +1,8 @@
 """The agent <-> console websocket protocol (JSON text frames), versioned.
 
-Version 1. Every frame is a JSON object with ``"type"`` and ``"v"`` (the protocol version).
+Version 2 (the console also accepts version 1 agents, so hosts can be upgraded one by one;
+upgrade the console first). Every frame is a JSON object with ``"type"`` and ``"v"`` (the
+protocol version); the console answers each agent in the version of its hello.
 
 agent -> console
   hello   {node, hostname, agent_version, engine, nvml, gpu_model, gpus: [{index, name, uuid, vram_total_mb}],
@@ -20,9 +22,21 @@ temperature_c, power_w, power_limit_w, sm_clock_mhz, throttle_reasons, ecc_error
 xid_errors, processes: [{pid, vram_used_mb}]. A CPU-mode agent sends ``gpus: []`` and
 ``nvml: false``; its host block carries the figures instead.
 NODE stats keys: jobs_running, jobs_queued, success_rate_5m, success_rate_1h, jobs_5m,
-jobs_1h, latency_p50_s, latency_p95_s, rtf_mean, draining.
+jobs_1h, latency_p50_s, latency_p95_s, rtf_mean, draining, and (optional) jobs_total,
+job_seconds, job_rtf: cumulative counts and histograms since the agent started.
 ``ts`` is the agent's wall clock (seconds since the epoch) when the reading was taken;
 dashboards use it to show (and the benchmark to measure) agent -> dashboard latency.
+A GPU reading may also carry ``last_xid`` (the newest XID code, dcgm's meaning of XID).
+
+Every agent frame is checked against the schema in ``fleetagent.frames`` (types, finite
+numbers in range, at most 16 GPUs, a size and a rate cap); a refused frame is answered with
+``error {code: "bad_frame", message}`` and counted, and a refused hello, an unparseable frame
+or a flood closes the socket (CLOSE_BAD_PROTOCOL, CLOSE_RATE_LIMITED).
+
+Version 2 differs from 1 in one thing: ``welcome`` carries ``draining``, the state the
+console wants the node in (the console is the source of truth: a drained node stays drained
+across disconnects and agent restarts), and a v2 agent applies it before its first sample.
+A v1 agent whose hello disagrees with the console is sent a ``command`` instead.
 """
 
 from __future__ import annotations
@@ -32,8 +46,9 @@ import hmac
 import json
 from typing import Any
 
-PROTOCOL_VERSION = 1
-AGENT_VERSION = "1.0.0"
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
+AGENT_VERSION = "1.1.0"
 
 HELLO = "hello"
 SAMPLE = "sample"
@@ -61,6 +76,7 @@ GPU_METRIC_FIELDS = (
     "throttle_reasons",
     "ecc_errors",
     "xid_errors",
+    "last_xid",
 )
 GPU_FIELDS = ("index", *GPU_METRIC_FIELDS)
 NODE_FIELDS = (
@@ -74,19 +90,26 @@ NODE_FIELDS = (
     "latency_p95_s",
     "rtf_mean",
     "draining",
+    # Cumulative since the agent started (Prometheus counters and histograms; a restart resets them):
+    "jobs_total",  # {outcome: count}
+    "job_seconds",  # {"buckets": [count <= edge for each JOB_SECONDS_BUCKETS edge], "sum", "count"}
+    "job_rtf",  # the same over JOB_RTF_BUCKETS
 )
+JOB_SECONDS_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+JOB_RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 # Close codes the console uses when it refuses an agent (4000-4999 are application codes).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_PROTOCOL = 4400
+CLOSE_RATE_LIMITED = 4429
 
 
 class ProtocolError(ValueError):
     """A frame that is not valid for this protocol version."""
 
 
-def message_encode(kind: str, **fields: Any) -> str:
-    return json.dumps({"type": kind, "v": PROTOCOL_VERSION, **fields}, separators=(",", ":"))
+def message_encode(kind: str, *, version: int = PROTOCOL_VERSION, **fields: Any) -> str:
+    return json.dumps({"type": kind, "v": version, **fields}, separators=(",", ":"))
 
 
 def message_decode(text: str | bytes, *, allowed: frozenset[str]) -> dict:
@@ -97,8 +120,8 @@ def message_decode(text: str | bytes, *, allowed: frozenset[str]) -> dict:
         raise ProtocolError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ProtocolError("frame must be a JSON object")
-    if data.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}, this console speaks {PROTOCOL_VERSION}")
+    if type(data.get("v")) is not int or data["v"] not in SUPPORTED_VERSIONS:
+        raise ProtocolError(f"unsupported protocol version {data.get('v')!r}, this side speaks {PROTOCOL_VERSION}")
     kind = data.get("type")
     if kind not in allowed:
         raise ProtocolError(f"unexpected message type {kind!r}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import F
+from django.db import connection
+from django.db.models import Avg, Count, F, Sum
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from console.errors import NotFound
-from fleetagent.models import GpuSample, Node, NodeAction, NodeState
+from fleetagent.choices import NodeState
+from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.protocol import GPU_FIELDS
 
 
@@ -75,9 +78,15 @@ def gpu_latest(*, node_ids: list[int] | None = None, within_s: int = 15) -> dict
     rows = GpuSample.objects.filter(resolution_s=GpuSample.RESOLUTION_RAW, at__gte=since)
     if node_ids is not None:
         rows = rows.filter(node_id__in=node_ids)
+    if connection.features.can_distinct_on_fields:
+        # PostgreSQL picks the newest row per GPU itself: at 5,000 GPUs the window holds
+        # 75,000 rows, and only 5,000 of them should cross the wire into Python.
+        rows = rows.order_by("node_id", "gpu_index", "-at").distinct("node_id", "gpu_index")
+    else:
+        rows = rows.order_by("-at")
     seen: set[tuple[int, int]] = set()
     out: dict[int, list[dict]] = {}
-    for row in rows.order_by("-at").values():
+    for row in rows.values():
         key = (row["node_id"], row["gpu_index"])
         if key in seen:
             continue
@@ -116,7 +125,13 @@ def node_snapshot_list(*, node_ids: list[int] | None = None) -> list[dict]:
                 "nvml": node.nvml_available,
                 "engine": node.engine,
                 "agent_version": node.agent_version,
+                "protocol_version": node.protocol_version,
                 "agent_connected": bool(node.agent_channel),
+                "drained": node.drained,
+                "frames_refused": node.frames_refused,
+                "last_refusal": node.last_refusal,
+                "last_refusal_at": node.last_refusal_at.timestamp() if node.last_refusal_at else None,
+                "gpu_inventory": node.gpus,
                 "dedicated_tenant": node.dedicated_tenant.name if node.dedicated_tenant else None,
                 "last_seen_at": node.last_seen_at.timestamp() if node.last_seen_at else None,
                 "stats": {**node.stats, "jobs_running": node.jobs_running, "jobs_queued": node.jobs_queued},
@@ -141,27 +156,45 @@ def _reading(row: dict) -> dict:
     return {k: row[k] for k in GPU_FIELDS}
 
 
-_SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb")
+_SERIES_FIELDS = ("utilization", "memory_utilization", "vram_used_mb", "vram_total_mb", "temperature_c", "power_w")
+_CHART_FIELDS = ("utilization", "vram_used_mb", "vram_total_mb", "temperature_c", "power_w")
 
 
 def gpu_series(*, node: Node, minutes: int = 10) -> dict:
-    """Time series for one node's charts: 1 s rows for windows within the hour, 1 min rollups beyond."""
+    """Per-GPU series for one node's charts: 1 s rows within the hour; beyond it the stored
+    1 min rollups, joined by the last hour's 1 s rows averaged per minute (not yet rolled up)."""
     now = timezone.now()
     since = now - timedelta(minutes=minutes)
-    resolution = GpuSample.RESOLUTION_RAW if minutes <= 60 else GpuSample.RESOLUTION_MINUTE
-    rows = (
-        GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
-        .order_by("at")
-        .values("gpu_index", "at", *_SERIES_FIELDS)
-    )
+    if minutes <= 60:
+        resolution = GpuSample.RESOLUTION_RAW
+        rows = list(
+            GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
+            .order_by("at")
+            .values("gpu_index", "at", *_SERIES_FIELDS)
+        )
+    else:
+        resolution = GpuSample.RESOLUTION_MINUTE
+        rollups = list(
+            GpuSample.objects.filter(node=node, resolution_s=resolution, at__gte=since)
+            .order_by("at")
+            .values("gpu_index", "at", *_SERIES_FIELDS)
+        )
+        newest = rollups[-1]["at"] if rollups else since
+        recent = (
+            GpuSample.objects.filter(node=node, resolution_s=GpuSample.RESOLUTION_RAW, at__gte=newest)
+            .annotate(minute=TruncMinute("at"))
+            .values("gpu_index", "minute")
+            .annotate(**{k: Avg(k) for k in _SERIES_FIELDS})
+            .order_by("minute")
+        )
+        rows = rollups + [{**r, "at": r.pop("minute")} for r in recent if r["minute"] > newest]
     series: dict[int, dict] = {}
     for row in rows:
-        s = series.setdefault(row["gpu_index"], {"t": [], "utilization": [], "vram_used_mb": [], "vram_total_mb": []})
+        s = series.setdefault(row["gpu_index"], {"t": [], **{k: [] for k in _CHART_FIELDS}})
         s["t"].append(row["at"].timestamp())
-        s["utilization"].append(row["utilization"])
-        s["vram_used_mb"].append(row["vram_used_mb"])
-        s["vram_total_mb"].append(row["vram_total_mb"])
-    return {"resolution_s": resolution, "gpus": {str(k): v for k, v in sorted(series.items())}}
+        for k in _CHART_FIELDS:
+            s[k].append(row[k])
+    return {"resolution_s": resolution, "minutes": minutes, "gpus": {str(k): v for k, v in sorted(series.items())}}
 
 
 def node_action_list(*, node: Node | None = None, limit: int = 50) -> list[NodeAction]:
@@ -198,3 +231,26 @@ def fleet_alerts(*, snapshots: list[dict]) -> list[dict]:
 
 # Datacenter GPUs start slowing down in the mid-80s °C; warn before they do.
 OVERHEAT_C = 85.0
+
+
+# --- the fleet page at fleet size: from the node table alone ---------------------------------
+
+
+def fleet_summary() -> dict:
+    """Nodes by state and GPUs registered, from the node table alone (the page's first line)."""
+    by_state = dict(Node.objects.values_list("state").annotate(n=Count("pk")).order_by())
+    totals = Node.objects.aggregate(gpus=Sum("gpu_count"), running=Sum("jobs_running"), queued=Sum("jobs_queued"))
+    return {
+        "nodes": " · ".join(f"{by_state[s]} {s}" for s in NodeState.values if by_state.get(s)) or "no nodes",
+        "gpus": f"{totals['gpus'] or 0:,}",
+        "jobs": f"{totals['running'] or 0} running, {totals['queued'] or 0} queued",
+    }
+
+
+def fleet_state_alerts(*, limit: int = 30) -> list[dict]:
+    """Offline and stuck nodes (newest heartbeat first), in fleet_alerts' shape, without GPU readings."""
+    nodes = Node.objects.filter(state__in=(NodeState.OFFLINE, NodeState.STUCK)).order_by("-last_seen_at", "name")
+    return [
+        {"node": n.name, "kind": n.state, "message": n.state_reason or n.state}
+        for n in nodes.only("name", "state", "state_reason", "last_seen_at")[:limit]
+    ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Avg, Max, Q
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Avg, Case, F, Max, Q, Value, When
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -17,6 +18,8 @@ from fleetagent.broker import broker_user_provision
 from fleetagent.models import GpuSample, Node, NodeAction, NodeActionKind, NodeActionOutcome, NodeState
 from fleetagent.protocol import GPU_METRIC_FIELDS, NODE_FIELDS
 from fleetagent.signals import NodeWork, node_lost, node_work_query
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -81,7 +84,11 @@ ACTION_TIMEOUT_S = 15 * 60
 
 
 def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
-    """An agent said hello: remember its channel and what it runs; an offline or stuck node comes back online."""
+    """An agent said hello: remember its channel and what it runs; an offline or stuck node comes back online.
+
+    The state it comes back in is the console's (``Node.drained``), not what the agent says:
+    a restarted agent always starts undrained. ``hello`` is a frame checked by fleetagent.frames.
+    """
     gpus = hello.get("gpus") or []
     fields = {
         "agent_channel": channel_name,
@@ -90,20 +97,22 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
         "engine": str(hello.get("engine", ""))[:64],
         "nvml_available": bool(hello.get("nvml")),
         "gpu_count": len(gpus),
+        "gpus": [g for g in gpus if isinstance(g, dict)],
+        "protocol_version": int(hello.get("v") or 1),
         "last_seen_at": timezone.now(),
     }
     if hello.get("gpu_model"):
         fields["gpu_model"] = str(hello["gpu_model"])[:64]
-    with transaction.atomic():
-        node = Node.objects.select_for_update().get(pk=node_id)
-        # A restart in progress ends when the agent comes back (a crashed agent re-registers);
-        # draining is an ops decision and survives reconnects.
-        if node.state in (NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING):
-            fields["state"] = NodeState.DRAINING if hello.get("draining") else NodeState.ONLINE
-            fields["state_reason"] = ""
-        Node.objects.filter(pk=node_id).update(**fields)
-    node.refresh_from_db()
-    return node
+    # Two conditional UPDATEs, no row lock held across round trips: 625 agents say hello at
+    # once after a console restart, while the heartbeat UPDATE touches every node each second.
+    Node.objects.filter(pk=node_id).update(**fields)
+    # A restart in progress ends when the agent comes back (a crashed agent re-registers);
+    # draining is an ops decision (Node.drained) and survives reconnects.
+    Node.objects.filter(pk=node_id, state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING)).update(
+        state=Case(When(drained=True, then=Value(NodeState.DRAINING)), default=Value(NodeState.ONLINE)),
+        state_reason=Case(When(drained=True, then=Value("drained by ops")), default=Value("")),
+    )
+    return Node.objects.get(pk=node_id)
 
 
 def node_agent_disconnect(*, node_id: int, channel_name: str) -> None:
@@ -157,6 +166,7 @@ def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
                 int(get("throttle_reasons") or 0),
                 int(get("ecc_errors") or 0),
                 int(get("xid_errors") or 0),
+                None if get("last_xid") is None else int(get("last_xid")),
             )
         )
     host = sample.get("host")
@@ -165,7 +175,7 @@ def _sample_rows(node_id: int, sample: dict) -> list[tuple]:
         used, total = float(host.get("ram_used_mb") or 0.0), float(host.get("ram_total_mb") or 0.0)
         rows.append(
             (node_id, -1, at, raw, float(host.get("cpu_percent") or 0.0), _ratio(used, total), used, total)
-            + (None, None, None, None, 0, 0, 0)
+            + (None, None, None, None, 0, 0, 0, None)
         )
     return rows
 
@@ -185,44 +195,80 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
     at 1 Hz is one multi-row INSERT a second rather than a thousand, one UPDATE for all the
     heartbeats, and a row update only for nodes whose job figures changed. Returns the ids of
     nodes whose state changed (offline -> online on a returning heartbeat).
+
+    Nodes are kept apart: the heartbeats are one statement that holds nothing a node sent; if
+    the one COPY of every node's rows fails, each node's rows are stored in a transaction of
+    their own, and each node's figures are updated on their own. Whatever one node's data does,
+    it cannot roll back another node's heartbeat, samples or state.
     """
     if not batch:
         return []
     nodes = {
         n["pk"]: n
         for n in Node.objects.filter(pk__in={node_id for node_id, _ in batch}).values(
-            "pk", "state", "jobs_running", "jobs_queued", "stats"
+            "pk", "state", "drained", "jobs_running", "jobs_queued", "stats"
         )
     }
-    rows: list[tuple] = []
+    rows_by_node: dict[int, list[tuple]] = {}
     latest: dict[int, dict] = {}
     for node_id, sample in batch:
         if node_id not in nodes:
             continue  # the node was deleted while its samples waited for this flush
-        rows.extend(_sample_rows(node_id, sample))
-        if node_id not in latest or sample["ts"] >= latest[node_id]["ts"]:
+        try:
+            rows_by_node.setdefault(node_id, []).extend(_sample_rows(node_id, sample))
+            ts = float(sample["ts"])
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            logger.warning("node %s: a sample that is not a checked frame was dropped", node_id)
+            continue
+        if node_id not in latest or ts >= float(latest[node_id]["ts"]):
             latest[node_id] = sample
     now = timezone.now()
+    Node.objects.filter(pk__in=latest.keys()).update(last_seen_at=now)
+    _samples_store(rows_by_node)
     changed: list[int] = []
-    with transaction.atomic():
-        _samples_insert(rows)
-        Node.objects.filter(pk__in=latest.keys()).update(last_seen_at=now)
-        for node_id, sample in latest.items():
-            node = nodes[node_id]
-            stats = sample.get("node") or {}
-            fields = {
-                "jobs_running": int(stats.get("jobs_running") or 0),
-                "jobs_queued": int(stats.get("jobs_queued") or 0),
-                "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
-            }
-            if node["state"] == NodeState.OFFLINE:
-                fields["state"] = NodeState.DRAINING if stats.get("draining") else NodeState.ONLINE
-                fields["state_reason"] = ""
-                changed.append(node_id)
-            elif all(node[k] == v for k, v in fields.items()):
-                continue
-            Node.objects.filter(pk=node_id).update(**fields)
+    for node_id, sample in latest.items():
+        try:
+            with transaction.atomic():
+                if _node_figures_update(nodes[node_id], sample):
+                    changed.append(node_id)
+        except DatabaseError:
+            logger.exception("node %s: live figures not stored", node_id)
     return changed
+
+
+def _node_figures_update(node: dict, sample: dict) -> bool:
+    """Store one node's job figures from its newest sample; True when its state changed."""
+    stats = sample.get("node") or {}
+    fields = {
+        "jobs_running": int(stats.get("jobs_running") or 0),
+        "jobs_queued": int(stats.get("jobs_queued") or 0),
+        "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
+    }
+    state_changed = node["state"] == NodeState.OFFLINE
+    if state_changed:
+        # The console decides the state it comes back in (a drained node stays drained).
+        fields["state"] = NodeState.DRAINING if node["drained"] else NodeState.ONLINE
+        fields["state_reason"] = "drained by ops" if node["drained"] else ""
+    elif all(node[k] == v for k, v in fields.items()):
+        return False
+    Node.objects.filter(pk=node["pk"]).update(**fields)
+    return state_changed
+
+
+def _samples_store(rows_by_node: dict[int, list[tuple]]) -> None:
+    rows = [row for node_rows in rows_by_node.values() for row in node_rows]
+    try:
+        with transaction.atomic():
+            _samples_insert(rows)
+        return
+    except DatabaseError:
+        logger.exception("storing %d samples at once failed; storing them node by node", len(rows))
+    for node_id, node_rows in rows_by_node.items():
+        try:
+            with transaction.atomic():
+                _samples_insert(node_rows)
+        except DatabaseError:
+            logger.exception("node %s: %d samples not stored", node_id, len(node_rows))
 
 
 _SAMPLE_COLUMNS = ("node_id", "gpu_index", "at", "resolution_s", *GPU_METRIC_FIELDS)
@@ -288,7 +334,7 @@ def node_states_sweep(*, now: datetime | None = None) -> list[int]:
     work = _node_work(node_ids=[node.pk for node in watched], now=now)
     for node in watched:
         reason = _stuck_reason(node, work.get(node.pk, NodeWork()), now=now)
-        new_state = NodeState.STUCK if reason else NodeState.ONLINE
+        new_state = NodeState.STUCK if reason else (NodeState.DRAINING if node.drained else NodeState.ONLINE)
         if new_state != node.state:
             if Node.objects.filter(pk=node.pk, state=node.state).update(state=new_state, state_reason=reason):
                 changed.append(node.pk)
@@ -347,6 +393,7 @@ def samples_downsample(*, now: datetime | None = None) -> dict:
                 throttle_reasons=Max("throttle_reasons"),
                 ecc_errors=Max("ecc_errors"),
                 xid_errors=Max("xid_errors"),
+                last_xid=Max("last_xid"),
             )
         )
         rollups = [
@@ -420,7 +467,11 @@ def node_action_request(*, node: Node, action: str, user=None) -> NodeAction:
             message=refusal.message if refusal else "",
         )
         if refusal is None and action == NodeActionKind.DRAIN:
-            Node.objects.filter(pk=node.pk).update(state=NodeState.DRAINING, state_reason="drained by ops")
+            Node.objects.filter(pk=node.pk).update(
+                state=NodeState.DRAINING, state_reason="drained by ops", drained=True
+            )
+        elif refusal is None and action == NodeActionKind.RESUME:
+            Node.objects.filter(pk=node.pk).update(drained=False)
         elif refusal is None and action == NodeActionKind.RESTART:
             Node.objects.filter(pk=node.pk).update(state=NodeState.RESTARTING, state_reason="restart requested")
     if refusal is not None:
@@ -455,10 +506,14 @@ def node_action_acknowledge(*, node_id: int, command_id: int, ok: bool, detail: 
         record.outcome = NodeActionOutcome.SUCCEEDED if ok else NodeActionOutcome.FAILED
         record.acknowledged_at = timezone.now()
         record.detail = detail or {}
-        record.message = (error or _action_summary(record.action, detail or {}))[:500]
+        summary = error or _action_summary(record.action, detail or {})
+        # The console's own actions (desired state re-sent) keep saying why they were sent.
+        record.message = (f"{record.message}; {summary}" if record.message else summary)[:500]
         record.save(update_fields=["outcome", "acknowledged_at", "detail", "message"])
         node = Node.objects.select_for_update().get(pk=node_id)
-        if ok and record.action in (NodeActionKind.RESUME, NodeActionKind.RESTART):
+        if ok and record.action == NodeActionKind.RESTART and node.drained:
+            state, reason = NodeState.DRAINING, "drained by ops"  # a restart keeps a drained node drained
+        elif ok and record.action in (NodeActionKind.RESUME, NodeActionKind.RESTART):
             state, reason = NodeState.ONLINE, ""
         elif ok:
             state, reason = NodeState.DRAINING, "drained by ops"
@@ -487,3 +542,50 @@ def node_actions_expire(*, now: datetime | None = None) -> int:
     return NodeAction.objects.filter(
         outcome=NodeActionOutcome.PENDING, requested_at__lt=now - timedelta(seconds=ACTION_TIMEOUT_S)
     ).update(outcome=NodeActionOutcome.TIMED_OUT, message="the agent never acknowledged")
+
+
+def node_frames_refused(*, node_id: int, count: int, message: str) -> None:
+    """Add ``count`` refused frames (schema, size, rate) to the node's tally and keep the newest
+    reason (for ops): shown on its page and in /metrics."""
+    Node.objects.filter(pk=node_id).update(
+        frames_refused=F("frames_refused") + count, last_refusal=message[:500], last_refusal_at=timezone.now()
+    )
+
+
+# The console is the source of truth for a node's desired state (drained or not). An agent
+# that reconnects (after a network blip, an agent restart or a console restart) says in its
+# hello whether it is draining; a restarted agent always says it is not. When that disagrees
+# with ``Node.drained`` the console wins: a protocol v2 agent is told in ``welcome`` and
+# applies it itself; a v1 agent is sent the drain (or resume) command it missed. Either way
+# the audit log says so, with no user (the console did it).
+
+# Protocol versions whose agents apply the desired state sent in welcome.
+WELCOME_DESIRED_STATE_FROM = 2
+
+
+def node_desired_state_reconcile(*, node: Node, agent_draining: bool, protocol_version: int) -> NodeAction | None:
+    """Audit (and, for v1 agents, command) a hello that disagrees with the console's desired state."""
+    if bool(agent_draining) == node.drained:
+        return None
+    action = NodeActionKind.DRAIN if node.drained else NodeActionKind.RESUME
+    said = "draining" if agent_draining else "not draining"
+    wanted = "drained" if node.drained else "taking jobs"
+    if protocol_version >= WELCOME_DESIRED_STATE_FROM:
+        return NodeAction.objects.create(
+            node=node,
+            action=action,
+            outcome=NodeActionOutcome.SUCCEEDED,
+            acknowledged_at=timezone.now(),
+            message=f"agent reconnected {said}; the console keeps the node {wanted} (told in welcome)",
+        )
+    with transaction.atomic():
+        if NodeAction.objects.filter(node=node, outcome=NodeActionOutcome.PENDING).exists():
+            return None  # an earlier action is still on its way; its ack settles the state
+        record = NodeAction.objects.create(
+            node=node,
+            action=action,
+            message=f"agent (protocol v1) reconnected {said}; the console keeps the node {wanted}: {action} re-sent",
+        )
+        channel = node.agent_channel
+        transaction.on_commit(lambda: _agent_send(channel, record) if channel else None)
+    return record

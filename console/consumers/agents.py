@@ -3,18 +3,22 @@
 The node token travels in a header (never a cookie or the query string, which end up in
 logs); a wrong or revoked token is refused before the handshake completes (HTTP 403).
 The consumer only routes frames to small handlers; database work is in fleetagent.services.
+Every frame is checked by fleetagent.frames first, and counted against the node's rate.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from console.consumers.hub import hub
+from console.consumers.wire import off_the_shared_thread
 from console.errors import NotFound, VoxfleetError
-from fleetagent import protocol
+from fleetagent import frames, protocol
 from fleetagent.agent.loopback import EMBEDDED_SCOPE_KEY
 from fleetagent.selectors import node_get
 from fleetagent.services import (
@@ -23,10 +27,18 @@ from fleetagent.services import (
     node_agent_connect,
     node_agent_disconnect,
     node_authenticate,
+    node_desired_state_reconcile,
+    node_frames_refused,
 )
 from inference.services import job_requeue_unheld, jobs_dispatch_waiting
 
 logger = logging.getLogger(__name__)
+
+
+def _db(fn):
+    """database_sync_to_async off asgiref's one shared thread where the database allows it:
+    625 hellos after a console restart must not queue one behind the other (nor every ack)."""
+    return database_sync_to_async(fn, thread_sensitive=not off_the_shared_thread())
 
 
 def bearer_token(scope) -> str:
@@ -47,9 +59,40 @@ def _hello_recover(*, node_name: str, held) -> None:
     jobs_dispatch_waiting()
 
 
+# Frames per second a node may send (a sample a second, acks, bye) and the burst it may send
+# at once: an agent flushes its buffer (fleetagent.agent.client.BUFFER_MAX, 600 samples)
+# after an outage. Kept per node, not per socket, so reconnecting does not refill it.
+FRAME_RATE_PER_S = 5.0
+FRAME_BURST = 700
+# Refusals are written to the node at most this often (a flood must not become a write flood).
+REFUSALS_SAVE_EVERY_S = 1.0
+_frame_rates: dict[int, frames.FrameRate] = {}
+
+
+def _frame_rate(node_id: int) -> frames.FrameRate:
+    rate = _frame_rates.get(node_id)
+    if rate is None:
+        rate = _frame_rates[node_id] = frames.FrameRate(per_s=FRAME_RATE_PER_S, burst=FRAME_BURST)
+    return rate
+
+
 class AgentConsumer(AsyncWebsocketConsumer):
     node = None
     registered = False
+    version = protocol.PROTOCOL_VERSION
+    refused_unsaved = 0
+    refused_message = ""
+    refused_saved_at = 0.0
+
+    async def dispatch(self, message) -> None:
+        # Channels runs close_old_connections on asgiref's one shared thread before every
+        # message. A sample touches no database, and at 625 frames/s those hops queue every
+        # frame behind each other; the handlers' own database_sync_to_async calls close old
+        # connections themselves, before and after.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         embedded_node_id = self.scope.get(EMBEDDED_SCOPE_KEY)
@@ -59,7 +102,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.accept()
             return
         try:
-            self.node = await database_sync_to_async(node_authenticate)(token=bearer_token(self.scope))
+            self.node = await _db(node_authenticate)(token=bearer_token(self.scope))
         except NotFound:
             logger.warning("agent refused: unknown or revoked node token from %s", self.scope.get("client"))
             await self.close(code=protocol.CLOSE_UNAUTHORIZED)
@@ -67,50 +110,87 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code) -> None:
+        if self.node is not None:
+            await self._refusals_save()
         if self.node is not None and self.registered:
-            await database_sync_to_async(node_agent_disconnect)(node_id=self.node.pk, channel_name=self.channel_name)
+            await _db(node_agent_disconnect)(node_id=self.node.pk, channel_name=self.channel_name)
             hub.node_state_changed(self.node.pk)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.node is None:
+            return
+        if not _frame_rate(self.node.pk).take():
+            refusal = frames.FrameRefused(
+                f"more than {FRAME_RATE_PER_S:g} frames/s (burst {FRAME_BURST})", reason=frames.REASON_RATE, fatal=True
+            )
+            await self._refuse(refusal, close_code=protocol.CLOSE_RATE_LIMITED)
+            return
         try:
-            message = protocol.message_decode(text_data or bytes_data or b"", allowed=protocol.AGENT_TYPES)
-        except protocol.ProtocolError as exc:
-            await self.send(protocol.message_encode(protocol.ERROR, code="bad_frame", message=str(exc)))
-            await self.close(code=protocol.CLOSE_BAD_PROTOCOL)
+            message = frames.agent_frame_parse(text_data if text_data is not None else bytes_data)
+            if message["type"] != protocol.HELLO and not self.registered:
+                raise frames.FrameRefused("say hello first", reason=frames.REASON_ORDER, fatal=True)
+        except frames.FrameRefused as refusal:
+            await self._refuse(refusal)
             return
         handler = getattr(self, f"on_{message['type']}")
         await handler(message)
 
-    async def on_hello(self, message: dict) -> None:
-        self.node = await database_sync_to_async(node_agent_connect)(
-            node_id=self.node.pk, channel_name=self.channel_name, hello=message
+    async def _refuse(self, refusal: frames.FrameRefused, *, close_code: int = protocol.CLOSE_BAD_PROTOCOL) -> None:
+        """Answer, count and (for a fatal one) close; nothing of the frame is used."""
+        self.refused_unsaved += 1
+        self.refused_message = f"{refusal.reason}: {refusal.message}"
+        await self.send(
+            protocol.message_encode(protocol.ERROR, version=self.version, code="bad_frame", message=refusal.message)
         )
+        if refusal.fatal or time.monotonic() - self.refused_saved_at >= REFUSALS_SAVE_EVERY_S:
+            await self._refusals_save()
+        if refusal.fatal:
+            await self.close(code=close_code)
+
+    async def _refusals_save(self) -> None:
+        if not self.refused_unsaved:
+            return
+        count, self.refused_unsaved = self.refused_unsaved, 0
+        self.refused_saved_at = time.monotonic()
+        await _db(node_frames_refused)(node_id=self.node.pk, count=count, message=self.refused_message)
+        hub.node_state_changed(self.node.pk)
+
+    async def on_hello(self, message: dict) -> None:
+        self.version = message["v"]
+        self.node = await _db(node_agent_connect)(node_id=self.node.pk, channel_name=self.channel_name, hello=message)
         self.registered = True
+        await _db(node_desired_state_reconcile)(
+            node=self.node, agent_draining=message["draining"], protocol_version=self.version
+        )
         hub.node_state_changed(self.node.pk)
         await database_sync_to_async(_hello_recover)(node_name=self.node.name, held=message.get("jobs"))
         await self.send(
             protocol.message_encode(
-                protocol.WELCOME, node=self.node.name, sample_interval_s=1.0, protocol=protocol.PROTOCOL_VERSION
+                protocol.WELCOME,
+                version=self.version,
+                node=self.node.name,
+                sample_interval_s=1.0,
+                protocol=self.version,
+                draining=self.node.drained,
             )
         )
 
     async def on_sample(self, message: dict) -> None:
-        if not self.registered:
-            await self.close(code=protocol.CLOSE_BAD_PROTOCOL)
-            return
         hub.sample_submit(node_id=self.node.pk, node_name=self.node.name, sample=message)
 
     async def on_ack(self, message: dict) -> None:
         try:
-            await database_sync_to_async(node_action_acknowledge)(
+            await _db(node_action_acknowledge)(
                 node_id=self.node.pk,
                 command_id=message["command_id"],
-                ok=bool(message.get("ok")),
-                detail=message.get("detail") or {},
-                error=str(message.get("error") or ""),
+                ok=message["ok"],
+                detail=message["detail"],
+                error=message["error"],
             )
         except VoxfleetError as exc:
-            await self.send(protocol.message_encode(protocol.ERROR, code=exc.code, message=exc.message))
+            await self.send(
+                protocol.message_encode(protocol.ERROR, version=self.version, code=exc.code, message=exc.message)
+            )
             return
         hub.node_state_changed(self.node.pk)
 
@@ -125,5 +205,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     # Channel-layer messages (from fleetagent.services.node_action_request).
     async def agent_command(self, event: dict) -> None:
         await self.send(
-            protocol.message_encode(protocol.COMMAND, command_id=event["command_id"], action=event["action"])
+            protocol.message_encode(
+                protocol.COMMAND, version=self.version, command_id=event["command_id"], action=event["action"]
+            )
         )

@@ -7,19 +7,17 @@ process's hub relays them to its dashboards ("origin" is none of theirs).
 
 from __future__ import annotations
 
-import json
-import time
-
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from console.consumers.groups import HUBS
+from console.consumers.wire import dashboard_message, node_for_wire
 from fleetagent.selectors import node_snapshot_list
 
 
 def fleet_nodes_broadcast(*, node_ids: list[int]) -> None:
     """Push fresh snapshots of these nodes to every dashboard (call from sync code)."""
-    text = json.dumps({"type": "nodes", "sent_at": time.time(), "nodes": node_snapshot_list(node_ids=node_ids)})
+    text = dashboard_message("nodes", [node_for_wire(n) for n in node_snapshot_list(node_ids=node_ids)])
     async_to_sync(get_channel_layer().group_send)(HUBS, {"type": "fleet.relay", "text": text, "origin": "beat"})
 
 

@@ -31,7 +31,14 @@ logger = logging.getLogger(__name__)
 
 BUFFER_MAX = 600  # ten minutes of 1 Hz samples
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
+# Capped low so a console or Redis restart has every agent back within a few seconds; the
+# jitter spreads 625 hosts' reconnects over the interval instead of one thundering herd.
+BACKOFF_MAX_S = 3.0
+
+
+def backoff_delay(backoff: float) -> float:
+    """The wait before the next attempt: between half and all of the current backoff."""
+    return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
 
 
 def agent_ws_url(console_url: str) -> str:
@@ -76,6 +83,7 @@ class AgentClient:
         self.connected = asyncio.Event()
         self.connects = 0
         self.last_refusal = ""
+        self.last_backoff_s = 0.0
         self._seq = 0
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -159,6 +167,7 @@ class AgentClient:
                         if welcome["type"] != protocol.WELCOME:
                             raise ConnectionError(f"console refused the agent: {welcome.get('message')}")
                         self.node_name = welcome.get("node", self.node_name)
+                        await self._desired_state_apply(welcome)
                         self.connects += 1
                         self.last_refusal = ""
                         backoff = BACKOFF_INITIAL_S
@@ -177,7 +186,8 @@ class AgentClient:
                     logger.warning("console connection lost: %s", exc)
                 if self._stop.is_set():
                     break
-                delay = backoff * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+                delay = backoff_delay(backoff)
+                self.last_backoff_s = delay
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
@@ -188,6 +198,14 @@ class AgentClient:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(sampler, *self._tasks, return_exceptions=True)
+
+    async def _desired_state_apply(self, welcome: dict) -> None:
+        """The console owns drained/not drained (protocol v2): take its word before sampling on."""
+        want = welcome.get("draining")
+        if not isinstance(want, bool) or want == self.runtime.draining:
+            return
+        logger.info("console wants this node %s", "drained" if want else "taking jobs")
+        await (self.runtime.drain() if want else self.runtime.resume())
 
     async def _session(self, ws) -> None:
         sender = asyncio.create_task(self._send_loop(ws))

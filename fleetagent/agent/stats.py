@@ -7,7 +7,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from fleetagent.protocol import JOB_RTF_BUCKETS, JOB_SECONDS_BUCKETS
 from inference.choices import JobStatus
+
+# Outcome names as /metrics labels: anything else is counted as "other".
+_OUTCOME_NAMES = frozenset({"succeeded", "failed", "cancelled", "expired", "requeued"})
 
 WINDOW_SHORT_S = 5 * 60
 WINDOW_LONG_S = 60 * 60
@@ -32,6 +36,26 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[rank], 3)
 
 
+class _Histogram:
+    """Cumulative counts per bucket edge (Prometheus's shape), since the agent started."""
+
+    def __init__(self, edges: tuple[float, ...]) -> None:
+        self.edges = edges
+        self.counts = [0] * len(edges)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, edge in enumerate(self.edges):
+            if value <= edge:
+                self.counts[i] += 1
+
+    def as_dict(self) -> dict:
+        return {"buckets": list(self.counts), "sum": round(self.sum, 3), "count": self.count}
+
+
 class JobStats:
     """Running/queued counts and a rolling hour of job outcomes; safe to call from any thread."""
 
@@ -41,6 +65,9 @@ class JobStats:
         self._outcomes: deque[JobOutcome] = deque(maxlen=MAX_OUTCOMES)
         self._running: set[int] = set()
         self.jobs_queued = 0
+        self._totals: dict[str, int] = {}
+        self._seconds = _Histogram(JOB_SECONDS_BUCKETS)
+        self._rtf = _Histogram(JOB_RTF_BUCKETS)
 
     def job_started(self, job_id: int) -> None:
         with self._lock:
@@ -50,6 +77,12 @@ class JobStats:
         """The ``inference.listeners`` signature: (job_id, outcome, duration_s, rtf)."""
         with self._lock:
             self._running.discard(job_id)
+            key = outcome if outcome in _OUTCOME_NAMES else "other"
+            self._totals[key] = self._totals.get(key, 0) + 1
+            if outcome == "succeeded":
+                self._seconds.observe(float(duration_s or 0.0))
+                if rtf is not None:
+                    self._rtf.observe(float(rtf))
             self._outcomes.append(
                 JobOutcome(
                     at=self._clock(),
@@ -72,6 +105,7 @@ class JobStats:
                 self._outcomes.popleft()
             hour = list(self._outcomes)
             own_running = len(self._running)
+            totals, seconds, rtf_hist = dict(self._totals), self._seconds.as_dict(), self._rtf.as_dict()
         five = [o for o in hour if o.at >= now - WINDOW_SHORT_S]
         ok_durations = sorted(o.duration_s for o in five if o.succeeded)
         rtfs = [o.rtf for o in five if o.succeeded and o.rtf is not None]
@@ -86,4 +120,7 @@ class JobStats:
             "latency_p95_s": _percentile(ok_durations, 0.95),
             "rtf_mean": round(sum(rtfs) / len(rtfs), 4) if rtfs else None,
             "draining": draining,
+            "jobs_total": totals,
+            "job_seconds": seconds,
+            "job_rtf": rtf_hist,
         }

@@ -47,12 +47,21 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-server")
     live = embedded_server_start(tmp, extra_env={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
     try:
-        yield {"base": live.url, "demo": live.data, "log": tmp / "server.log", "outputs": tmp / "outputs"}
+        yield {
+            "base": live.url,
+            "demo": live.data,
+            "log": tmp / "server.log",
+            "outputs": tmp / "outputs",
+            # The server's environment (its database, var and outputs dirs): for manage.py commands.
+            "env": live.env,
+        }
     finally:
         live.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps its event loop marked as running in
+# the main thread while it lives, and the async and sync tests after tests/browser would see it.
+@pytest.fixture(scope="package")
 def playwright_instance(server):
     from playwright.sync_api import sync_playwright
 

@@ -26,7 +26,7 @@ def test_staff_sees_overview_and_restarts_the_live_node(browser_page, server, sc
     # The fleet dashboard shows the in-process node live (its agent streams over the websocket).
     page.click("#ops-link")
     page.wait_for_url("**/ops/")
-    card = page.locator(f'article[data-node="{node}"]')
+    card = page.locator(f'#node-table tr[data-node="{node}"]')
     expect(card.locator("[data-testid=state]")).to_have_text("online", timeout=30_000)
 
     page.click(f'button[data-action="restart"][data-node="{node}"]')

@@ -93,10 +93,10 @@ def test_agent_process_joins_serves_its_queue_and_reports_metrics(tmp_path):
         ).json()
         assert job["status"] == "succeeded" and job["node"] == node_name
 
-        # The agent streams the job's outcome; the console exports it.
+        # The agent streams the job's outcome; the console exports it (a counter by outcome).
         _wait(
-            lambda: f'voxfleet_node_success_rate_5m{{node="{node_name}"}} 1' in metrics(),
-            "the node's success rate in /metrics",
+            lambda: f'voxfleet_jobs_total{{node="{node_name}",outcome="succeeded"}} 1.0' in metrics(),
+            "the node's succeeded-jobs counter in /metrics",
         )
     finally:
         server.stop()  # and drops its database

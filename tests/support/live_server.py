@@ -86,8 +86,9 @@ def uvicorn_command(
     ws: str | None = None,
     access_log: bool = True,
     log_level: str = "warning",
+    extra_args: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
-    """``python -m uvicorn console.asgi:application`` on 127.0.0.1:``port``."""
+    """``python -m uvicorn console.asgi:application`` on 127.0.0.1:``port``; ``extra_args`` go last."""
     args = [PYTHON, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
     if lifespan is not None:
         args += ["--lifespan", lifespan]
@@ -95,7 +96,7 @@ def uvicorn_command(
         args += ["--ws", ws]
     if not access_log:
         args.append("--no-access-log")
-    return args + ["--log-level", log_level]
+    return args + ["--log-level", log_level, *extra_args]
 
 
 @dataclass
@@ -197,6 +198,7 @@ def console_server_start(
     ws: str | None = None,
     access_log: bool = True,
     timeout_s: float = 90.0,
+    extra_args: tuple[str, ...] | list[str] = (),
 ) -> LiveServer:
     """One uvicorn process serving the console on ``env``; returns once /healthz answers 200."""
     port = port or free_port()
@@ -204,7 +206,10 @@ def console_server_start(
         url=f"http://127.0.0.1:{port}", env=env, data={}, workdir=workdir, redis=bool(env.get("REDIS_URL"))
     )
     try:
-        server.spawn("server", uvicorn_command(port, lifespan=lifespan, ws=ws, access_log=access_log))
+        server.spawn(
+            "server",
+            uvicorn_command(port, lifespan=lifespan, ws=ws, access_log=access_log, extra_args=extra_args),
+        )
         server.wait_ready(server.healthz, what=f"/healthz on {server.url}", timeout_s=timeout_s)
     except BaseException:
         server.stop()

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from console.asgi import application
+from console.consumers.wire import gpus_from_rows
 from fleetagent import protocol
 
 
@@ -30,12 +31,24 @@ def agent_headers(token: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {token}".encode())]
 
 
+# Dashboards check Origin (AllowedHostsOriginValidator): a page of our own site opens them.
+OUR_ORIGIN = "http://127.0.0.1"
+
+
 @database_sync_to_async
-def session_cookie_headers(user) -> list[tuple[bytes, bytes]]:
+def session_cookie_headers(user, *, origin: str | None = OUR_ORIGIN) -> list[tuple[bytes, bytes]]:
     client = Client()
     client.force_login(user)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())]
+    headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    return headers
+
+
+def readings(message: dict, node: dict) -> list[dict]:
+    """A dashboard node entry's GPU rows as readings (the wire sends rows, fields named once)."""
+    return gpus_from_rows(message["gpu_fields"], node.get("gpus") or [])
 
 
 def hello(**extra) -> str:

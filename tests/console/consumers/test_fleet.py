@@ -14,7 +14,14 @@ from console.consumers.hub import hub
 from fleetagent import protocol
 from fleetagent.models import GpuSample, Node, NodeAction, NodeState
 from fleetagent.services import node_action_request, node_create, node_token_rotate
-from tests.console.consumers.fleet_helpers import agent_headers, hello, sample, session_cookie_headers, ws_connected
+from tests.console.consumers.fleet_helpers import (
+    agent_headers,
+    hello,
+    readings,
+    sample,
+    session_cookie_headers,
+    ws_connected,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -89,12 +96,17 @@ async def test_agent_samples_are_persisted_and_batched_to_dashboards():
             assert welcome["type"] == "welcome" and welcome["node"] == "gpu-a"
             await agent.send_to(text_data=sample(1, util=40.0))
             await agent.send_to(text_data=sample(2, util=60.0))
-            # One batch carries the node's newest reading (and its state, re-read after hello).
+            # Batches carry the node's newest reading; its job figures come when they change.
+            stats = {}
             batch = json.loads(await dash.receive_from(timeout=5))
-            while not any(n.get("gpus") and n["gpus"][0]["utilization"] == 60.0 for n in batch["nodes"]):
+            while True:
+                for n in batch["nodes"]:
+                    stats.update(n.get("stats") or {})
+                if any(n.get("gpus") and readings(batch, n)[0]["utilization"] == 60.0 for n in batch["nodes"]):
+                    break
                 batch = json.loads(await dash.receive_from(timeout=5))
             (update,) = batch["nodes"]
-            assert update["name"] == "gpu-a" and update["stats"]["jobs_queued"] == 2
+            assert update["name"] == "gpu-a" and stats["jobs_queued"] == 2
             await hub.flush(persist=True)  # both samples reached the hub; store them now
     node = await reload(node)
     assert node.state == NodeState.ONLINE and node.gpu_model == "NVIDIA A10" and node.gpu_count == 1
@@ -128,7 +140,7 @@ async def test_restart_command_reaches_agent_and_ack_is_audited():
         record = await database_sync_to_async(node_action_request)(node=node, action="restart", user=staff)
         assert (await reload(node)).state == NodeState.RESTARTING
         command = json.loads(await agent.receive_from(timeout=5))
-        assert command == {"type": "command", "v": 1, "command_id": record.pk, "action": "restart"}
+        assert command == {"type": "command", "v": 2, "command_id": record.pk, "action": "restart"}
         detail = {"vram_before_mb": 7100.0, "vram_after_mb": 6200.0, "jobs_finished": 1, "jobs_requeued": 0}
         await agent.send_to(
             text_data=protocol.message_encode(

@@ -18,7 +18,7 @@ from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.services import node_create
-from tests.console.consumers.fleet_helpers import session_cookie_headers
+from tests.console.consumers.fleet_helpers import OUR_ORIGIN, readings, session_cookie_headers
 from tests.fleetagent.fake_nvml import FakeNvml
 from tests.support.live_server import ThreadedLiveServer, free_port
 
@@ -65,16 +65,17 @@ async def test_agent_streams_to_dashboard_and_restarts_from_the_api(live_server_
     started = time.monotonic()
     agent_task = asyncio.create_task(agent.run())
     try:
-        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as dashboard:
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}, origin=OUR_ORIGIN) as dashboard:
             assert json.loads(await dashboard.recv())["type"] == "snapshot"
 
             async def live_gpu():
                 msg = json.loads(await asyncio.wait_for(dashboard.recv(), timeout=5))
-                return next((n for n in msg["nodes"] if n["name"] == "gpu-live" and n.get("gpus")), None)
+                node = next((n for n in msg["nodes"] if n["name"] == "gpu-live" and n.get("gpus")), None)
+                return readings(msg, node) if node else None
 
-            update = await _until(live_gpu, timeout=10, what="a live GPU reading on the dashboard")
+            gpus = await _until(live_gpu, timeout=10, what="a live GPU reading on the dashboard")
             assert time.monotonic() - started < 2.0  # the node shows up live within 2 s
-            assert update["gpus"][0]["utilization"] == 87.0 and update["gpus"][1]["vram_used_mb"] == 512.0
+            assert gpus[0]["utilization"] == 87.0 and gpus[1]["vram_used_mb"] == 512.0
 
         async with httpx.AsyncClient(base_url=live_server_asgi.url, headers={"Cookie": cookie}) as http:
             page = await http.get("/ops/")
