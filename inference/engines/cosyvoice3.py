@@ -34,7 +34,7 @@ from inference.text.language import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
-ENGINE_VERSION = "cosyvoice3-1.0"
+ENGINE_VERSION = "cosyvoice3-1.1"  # 1.1: the runtime's streaming mode (stream=True)
 REQUIRED_FILES = ("cosyvoice3.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v3.onnx")
 # The yaml's qwen_pretrain_path override points here (tokenizer files of the text LLM).
 REQUIRED_DIRS = ("CosyVoice-BlankEN",)
@@ -178,6 +178,19 @@ class CosyVoice3Engine(SynthesisEngine):
         self._model = AutoModel(model_dir=str(model_dir), fp16=self.fp16)
 
     def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        pieces = list(self.synthesize_stream(request))
+        return SynthesisResult(
+            samples=numpy.concatenate([piece.samples for piece in pieces]).astype(numpy.float32),
+            sample_rate=pieces[0].sample_rate,
+            info=pieces[-1].info,
+        )
+
+    def synthesize_stream(self, request: SynthesisRequest):
+        """The runtime's streaming mode (``stream=True``): each chunk as the flow decoder emits it.
+
+        The whole result is these chunks joined, so streamed and whole responses carry the
+        same audio (the determinism contract holds per engine version).
+        """
         if self._model is None:
             raise EngineUnavailable(
                 "The CosyVoice 3 engine is not loaded; call load() first.", code="engine_not_loaded"
@@ -188,28 +201,32 @@ class CosyVoice3Engine(SynthesisEngine):
         import torch
         from cosyvoice.utils.common import set_all_random_seed
 
+        produced = False
         with self._lock, torch.inference_mode():
             set_all_random_seed(request.seed)
             if plan.mode == "instruct2":
                 outputs = self._model.inference_instruct2(
-                    plan.tts_text, plan.prompt_text, plan.prompt_wav, stream=False, speed=plan.speed
+                    plan.tts_text, plan.prompt_text, plan.prompt_wav, stream=True, speed=plan.speed
                 )
             elif plan.mode == "zero_shot":
                 outputs = self._model.inference_zero_shot(
-                    plan.tts_text, plan.prompt_text, plan.prompt_wav, stream=False, speed=plan.speed
+                    plan.tts_text, plan.prompt_text, plan.prompt_wav, stream=True, speed=plan.speed
                 )
             else:
                 outputs = self._model.inference_cross_lingual(
-                    plan.tts_text, plan.prompt_wav, stream=False, speed=plan.speed
+                    plan.tts_text, plan.prompt_wav, stream=True, speed=plan.speed
                 )
-            chunks = [output["tts_speech"].float().cpu().numpy().reshape(-1) for output in outputs]
-        if not chunks:
+            for output in outputs:
+                samples = output["tts_speech"].float().cpu().numpy().reshape(-1)
+                if samples.size:
+                    produced = True
+                    yield SynthesisResult(
+                        samples=samples.astype(numpy.float32),
+                        sample_rate=int(self._model.sample_rate),
+                        info={"engine": self.name, "version": self.version, "mode": plan.mode},
+                    )
+        if not produced:
             raise SynthesisFailed("CosyVoice 3 produced no audio for this request.", code="engine_no_audio")
-        return SynthesisResult(
-            samples=numpy.concatenate(chunks).astype(numpy.float32),
-            sample_rate=int(self._model.sample_rate),
-            info={"engine": self.name, "version": self.version, "mode": plan.mode},
-        )
 
     def _prompt_for(self, voice: VoiceSpec) -> tuple[str, str | None]:
         if voice.prompt_audio_path:
