@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from inference.audio.encode import FORMATS, OUTPUT_RATE, StreamEncoder, pcm16_floats
 from inference.choices import JobSource, JobStatus
-from inference.errors import JobCancelled, JobFailed, JobNotSucceeded, JobTimedOut
+from inference.errors import JobCancelled, JobFailed, JobNotCancellable, JobNotSucceeded, JobTimedOut
 from inference.selectors import job_audio_read, job_wait_finished
 from inference.services.dispatch import job_output_path
 from inference.services.jobs import job_cancel, job_create, job_fail
@@ -230,10 +230,8 @@ def _job_abandon(job_id: int) -> None:
     if not job.is_finished:
         try:
             job_cancel(job=job, reason="the client disconnected before the stream ended; nothing was charged")
-        except JobNotSucceeded:
-            pass  # it finished meanwhile
-        except Exception:  # noqa: BLE001 - e.g. it closed between the read and the cancel
-            pass
+        except JobNotCancellable:
+            pass  # it finished between the read and the cancel: it stands as it ended
 
 
 def _sse(event: dict) -> bytes:
