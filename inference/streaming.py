@@ -103,10 +103,7 @@ class JobAudioWriter:
         return wav_header(sample_rate=self.sample_rate, data_bytes=len(pcm)) + pcm
 
     def discard(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
 
     def _send(self, message: dict) -> None:
         try:

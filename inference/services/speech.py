@@ -59,6 +59,14 @@ def _run_here(fn: Callable[..., T], *args, **kwargs) -> T:
     return fn(*args, **kwargs)
 
 
+# What a speech request hands to job_create (the rest of its arguments are about the answer).
+_JOB_FIELDS = ("tenant", "text", "voice", "instruction", "seed", "speed", "idempotency_key", "source", "api_key")
+
+
+def _job_fields(arguments: dict) -> dict:
+    return {name: arguments[name] for name in _JOB_FIELDS}
+
+
 def speech_synthesize(
     *,
     tenant,
@@ -84,18 +92,7 @@ def speech_synthesize(
     endpoint passes its long-lived database threads); by default they run in this thread.
     """
     run = run or _run_here
-    job = run(
-        job_create,
-        tenant=tenant,
-        text=text,
-        voice=voice,
-        instruction=instruction,
-        seed=seed,
-        speed=speed,
-        idempotency_key=idempotency_key,
-        source=source,
-        api_key=api_key,
-    )
+    job = run(job_create, **_job_fields(locals()))
     remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
     job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=run)
     if not job.is_finished:
@@ -162,18 +159,7 @@ def speech_stream(
     Call from a synchronous view under ASGI: the stream is read on the server's event loop.
     """
     run = run or _run_here
-    job = run(
-        job_create,
-        tenant=tenant,
-        text=text,
-        voice=voice,
-        instruction=instruction,
-        seed=seed,
-        speed=speed,
-        idempotency_key=idempotency_key,
-        source=source,
-        api_key=api_key,
-    )
+    job = run(job_create, **_job_fields(locals()))
     return SpeechStream(
         chunks=_primed(job_audio_chunks(job=job, response_format=response_format, sse=sse, cancel_on_disconnect=True)),
         content_type="text/event-stream" if sse else FORMATS[response_format].content_type,
