@@ -33,6 +33,40 @@ numbers in range, at most 16 GPUs, a size and a rate cap); a refused frame is an
 ``error {code: "bad_frame", message}`` and counted, and a refused hello, an unparseable frame
 or a flood closes the socket (CLOSE_BAD_PROTOCOL, CLOSE_RATE_LIMITED).
 
+Version 3: a host runs its jobs with no database (job frames)
+  A v3 host holds no database credentials and shares no disk with the console. The job message
+  on its broker queue (Celery task ``RUN_JOB_TASK``, kwargs ``{"job": JOB}``) carries what the
+  engine needs; the host fetches a cloned voice's prompt audio from the console over HTTP with
+  its node token (``GET /fleet/v1/jobs/<job_id>/prompt-audio``, allowed only while that job is
+  open on this node; cached on the host per voice key and version); the host streams the audio
+  back on this websocket, and the console alone writes the output and settles or releases.
+
+  JOB keys: job_id, attempt (the number this run will be: a report naming any other attempt is
+  refused), text, language, instruction (the parsed instruction as a dict, or null), seed,
+  speed, deadline_ts (epoch seconds; the host gives up after it), voice: {key, version,
+  language, gender, display_name, profile (dict or null), prompt_transcript, has_prompt_audio}.
+
+  agent -> console (v3)
+    job_start {job_id, attempt}   ask to run it; the console claims it (queued -> running,
+                                  conditional on this node and attempt) and answers job_claim
+    job_renew {jobs: [[job_id, attempt], ...]}   lease renewal, sent every LEASE_RENEW_S while
+                                  the host holds jobs; a lease not renewed for LEASE_S is
+                                  reclaimed by the console (the job is requeued)
+    job_done  {job_id, attempt, audio_bytes, gpu_seconds, audio_seconds, engine_version}
+                                  all audio was sent (audio_bytes: the PCM byte count, checked)
+    job_fail  {job_id, attempt, code, message}
+    binary frame: AUDIO_HEADER (magic b"VXA3", job_id u64, attempt u32, sample_rate u32, offset
+                  u64: the PCM byte offset of this piece) + 16-bit LE mono PCM, at most
+                  AUDIO_FRAME_MAX bytes in all
+  console -> agent (v3)
+    job_claim {job_id, attempt, ok, reason}   ok false: not this node's (any more): drop it
+    job_closed {job_id, attempt, status}      the console's word on a job_done/job_fail
+                                  (status: succeeded | failed | refused)
+  A v3 hello's ``jobs`` is a list of [job_id, attempt] pairs (a v2 hello's: job ids).
+  A frame about a job that is not running on this node in that attempt is refused with
+  ``error {code: "not_your_job"}`` and logged; it changes nothing. Nodes whose agent speaks
+  v1/v2 (they still claim in the database) get the legacy task ``inference.synthesize``.
+
 Version 2 differs from 1 in one thing: ``welcome`` carries ``draining``, the state the
 console wants the node in (the console is the source of truth: a drained node stays drained
 across disconnects and agent restarts), and a v2 agent applies it before its first sample.
@@ -44,10 +78,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import struct
 from typing import Any
 
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({1, 2})
+PROTOCOL_VERSION = 2  # the agent speaks 3 once it runs jobs without a database
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+# From this version on a host runs jobs with no database (job frames, RUN_JOB_TASK).
+JOB_FRAMES_FROM = 3
 AGENT_VERSION = "1.1.0"
 
 HELLO = "hello"
@@ -58,8 +95,25 @@ WELCOME = "welcome"
 COMMAND = "command"
 ERROR = "error"
 
-AGENT_TYPES = frozenset({HELLO, SAMPLE, ACK, BYE})
-CONSOLE_TYPES = frozenset({WELCOME, COMMAND, ERROR})
+JOB_START = "job_start"
+JOB_RENEW = "job_renew"
+JOB_DONE = "job_done"
+JOB_FAIL = "job_fail"
+JOB_CLAIM = "job_claim"
+JOB_CLOSED = "job_closed"
+
+AGENT_TYPES = frozenset({HELLO, SAMPLE, ACK, BYE, JOB_START, JOB_RENEW, JOB_DONE, JOB_FAIL})
+CONSOLE_TYPES = frozenset({WELCOME, COMMAND, ERROR, JOB_CLAIM, JOB_CLOSED})
+
+# The Celery task a v3 host's worker runs (kwargs {"job": JOB}); it never touches a database.
+RUN_JOB_TASK = "fleetagent.run_job"
+# Job leases: renewed every LEASE_RENEW_S while held, reclaimed LEASE_S after the last renewal.
+LEASE_S = 6.0
+LEASE_RENEW_S = 2.0
+# Binary audio frames: header, then 16-bit LE PCM; at most this many bytes per frame.
+AUDIO_MAGIC = b"VXA3"
+AUDIO_HEADER = struct.Struct("<4sQIIQ")
+AUDIO_FRAME_MAX = 512 * 1024
 
 ACTIONS = ("drain", "resume", "restart")
 
@@ -150,3 +204,23 @@ def broker_username(node_name: str) -> str:
 
 def broker_password(token: str) -> str:
     return hmac.new(token.encode(), b"voxfleet-broker-v1", hashlib.sha256).hexdigest()
+
+
+# --- binary audio frames (v3) ------------------------------------------------------------------
+def audio_frame_encode(*, job_id: int, attempt: int, sample_rate: int, offset: int, pcm: bytes) -> bytes:
+    return AUDIO_HEADER.pack(AUDIO_MAGIC, job_id, attempt, sample_rate, offset) + pcm
+
+
+def audio_frame_decode(data: bytes) -> tuple[int, int, int, int, bytes]:
+    """(job_id, attempt, sample_rate, offset, pcm) of a binary frame; ProtocolError if malformed."""
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < AUDIO_HEADER.size:
+        raise ProtocolError("binary frame shorter than the audio header")
+    if len(data) > AUDIO_FRAME_MAX:
+        raise ProtocolError(f"audio frame of {len(data)} bytes is over {AUDIO_FRAME_MAX}")
+    magic, job_id, attempt, sample_rate, offset = AUDIO_HEADER.unpack_from(data)
+    if magic != AUDIO_MAGIC:
+        raise ProtocolError("binary frame is not an audio frame")
+    pcm = bytes(data[AUDIO_HEADER.size :])
+    if len(pcm) % 2 or not 8000 <= sample_rate <= 96000:
+        raise ProtocolError("audio frame needs 16-bit PCM at 8-96 kHz")
+    return job_id, attempt, sample_rate, offset, pcm
