@@ -162,6 +162,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             message = frames.agent_frame_parse(text_data if text_data is not None else bytes_data)
             if message["type"] != protocol.HELLO and not self.registered:
                 raise frames.FrameRefused("say hello first", reason=frames.REASON_ORDER, fatal=True)
+            if message["type"] in frames.JOB_FRAME_TYPES and self.audio is None:
+                raise frames.FrameRefused(
+                    f"job frames need a protocol {protocol.JOB_FRAMES_FROM} hello", reason=frames.REASON_ORDER
+                )
         except frames.FrameRefused as refusal:
             await self._refuse(refusal)
             return

@@ -431,7 +431,11 @@ async def test_a_v2_agent_cannot_send_job_frames_or_audio(pro, host_a):
         await ws.send_to(text_data=protocol.message_encode(protocol.JOB_START, job_id=1, attempt=1))
         error = await reply(ws)
         assert error["code"] == "bad_frame" and "job frames need protocol 3" in error["message"]
-        await ws.send_to(text_data=sample(1))  # still connected: that refusal was not fatal
+        # A frame that says v3 on a connection whose hello said v2 is refused too.
+        await ws.send_to(text_data=job_frame(protocol.JOB_DONE, job_id=1, attempt=1, audio_bytes=2))
+        error = await reply(ws)
+        assert error["code"] == "bad_frame" and "job frames need a protocol 3 hello" in error["message"]
+        await ws.send_to(text_data=sample(1))  # still connected: those refusals were not fatal
         await ws.send_to(bytes_data=audio(1, 1, 0, pcm_of(0.01)))  # not JSON to a v2 console side
         assert (await reply(ws))["code"] == "bad_frame"
         assert (await ws.receive_output(timeout=5))["type"] == "websocket.close"
