@@ -155,7 +155,10 @@ class FleetHub:
                     logger.warning("fleet hub relay: channel layer back")
                 failing = False
                 if message.get("origin") != self.origin:
-                    self._broadcast(relayed_updates(message["text"]))
+                    try:
+                        self._broadcast(relayed_updates(message["text"]))
+                    except (KeyError, TypeError, ValueError) as exc:  # a malformed batch must not end the relay
+                        logger.warning("fleet hub relay: batch from %s dropped (%r)", message.get("origin"), exc)
         finally:
             membership.cancel()
 

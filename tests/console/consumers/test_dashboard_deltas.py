@@ -119,6 +119,8 @@ async def test_another_processes_whole_updates_reach_this_processes_dashboards_a
         dash = DashboardReader(ws)
         await dash.next()
         await asyncio.wait_for(hub.relay_joined.wait(), timeout=5)
+        for junk in ("not json", '{"nodes": [{"name": "no id"}]}'):  # dropped; the relay goes on
+            await layer.group_send(HUBS, {"type": "fleet.relay", "text": junk, "origin": "another-process"})
         now = time.time()
         await publish(now, 50.0)
         assert len(entry_of(await until_reading(dash, node.pk, "temperature_c", 50.0), node.pk)["gpus"]) == 1
