@@ -197,9 +197,14 @@ async def main_async(args) -> int:
     for what, figure, ok, target in checks:
         print(f"  {what + ':':28s} {figure:52s} target {target:10s} {'met' if ok else 'NOT met'}")
     slowest = ", ".join(f"{k} {v:.0f} ms" for k, v in sorted(result["slowest"].items()))
-    print(f"  slowest of each kind of work on the page: {slowest} (message = parse + merge of one batch)")
+    print(
+        f"  slowest of each kind of work on the page: {slowest} (message = parse + merge of one batch;"
+        " delivery = console's encoding of a batch -> the page has it)"
+    )
     steps = ", ".join(f"{k} {v:.0f}" for k, v in sorted(result["milestones"].items(), key=lambda kv: kv[1]))
     print(f"  first render, step by step (ms from navigation start): {steps}")
+    after_html = result["first_render_ms"] - result["milestones"]["html_received"]
+    print(f"  first render after the page's HTML arrived: {after_html:.0f} ms (socket, snapshot, scripts, drawing)")
     print(f"  page errors: {result['errors'] or 'none'}")
     print(f"  screenshot: {shot}")
     print(f"  {os.cpu_count()} cores, load avg {loads[0]:.2f} / {loads[1]:.2f} / {loads[2]:.2f} (1/5/15 min)")

@@ -128,6 +128,8 @@
       const started = performance.now();
       if (!timing.at.snapshot_received) timing.first("snapshot_received");
       const msg = JSON.parse(data);
+      // Console -> page: from the batch's encoding to here (same clock on the benchmark's machine).
+      if (msg.sent_at && timing.at.snapshot_received) timing.note("delivery", Date.now() - msg.sent_at * 1000);
       const outcome = store.merge(msg);
       // A missed batch: the next deltas do not apply to what we have; the snapshot replaces it.
       if (outcome === "gap" && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "resync"}));
