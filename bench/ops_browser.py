@@ -71,6 +71,25 @@ def _warm(url: str, cookie: str) -> None:
         response.read()
 
 
+def _vacuum_if_autovacuum_off() -> bool:
+    """Where PostgreSQL runs without autovacuum, clear the node table's dead rows first.
+
+    Every heartbeat rewrites a node row (625 a second): with autovacuum off, earlier runs leave
+    the 625-row table at 100,000+ dead rows, and /ops/'s summary query scans them all (80 ms
+    a query instead of 1). A production server vacuums it on its own.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] == "on":
+            return False
+        cursor.execute("VACUUM ANALYZE fleetagent_node")
+    return True
+
+
 def task_duration(cdp) -> float:
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     return metrics["TaskDuration"]
@@ -133,6 +152,7 @@ async def main_async(args) -> int:
     from asgiref.sync import sync_to_async
 
     nodes, cookie = await sync_to_async(fleet_ingest.setup_fleet)(args.hosts)
+    vacuumed = await sync_to_async(_vacuum_if_autovacuum_off)()
     try:
         server = await asyncio.to_thread(fleet_ingest.console_start, workers=args.workers)
     except RuntimeError as exc:
@@ -206,6 +226,8 @@ async def main_async(args) -> int:
     after_html = result["first_render_ms"] - result["milestones"]["html_received"]
     print(f"  first render after the page's HTML arrived: {after_html:.0f} ms (socket, snapshot, scripts, drawing)")
     print(f"  page errors: {result['errors'] or 'none'}")
+    if vacuumed:
+        print("  autovacuum is off on this PostgreSQL: the node table was vacuumed before the run")
     print(f"  screenshot: {shot}")
     print(f"  {os.cpu_count()} cores, load avg {loads[0]:.2f} / {loads[1]:.2f} / {loads[2]:.2f} (1/5/15 min)")
     return 0 if all(ok for _, _, ok, _ in checks) and not result["errors"] else 1
