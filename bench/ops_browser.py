@@ -76,7 +76,7 @@ def _vacuum_if_autovacuum_off() -> bool:
 
     Every heartbeat rewrites a node row (625 a second): with autovacuum off, earlier runs leave
     the 625-row table at 100,000+ dead rows, and /ops/'s summary query scans them all (80 ms
-    a query instead of 1). A production server vacuums it on its own.
+    a query at 117,000). A production server vacuums it on its own.
     """
     from django.db import connection
 
