@@ -215,7 +215,10 @@ async def _drain(ws) -> None:
 async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
     import websockets
 
+    from console.consumers.wire import DashboardCopy
+
     start, end = window
+    copy = DashboardCopy()
     origin = "http://" + url.split("/")[2]  # our own page's origin (dashboards check it)
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie}, origin=origin, max_size=None, max_queue=None
@@ -227,12 +230,16 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
                 continue
             now = time.time()
             msg = json.loads(raw)
-            if msg.get("type") != "nodes" or not start <= now < end:
+            gaps = copy.gaps
+            entries = copy.apply(msg)  # batches are deltas: the readings are the copy's
+            if copy.gaps > gaps:
+                await ws.send(copy.RESYNC)
+            if msg.get("type") != "nodes" or not entries or not start <= now < end:
                 continue
             res.dashboard_messages += 1
-            for node in msg["nodes"]:
-                if node.get("gpus") and node.get("ts"):
-                    res.received_gpu_readings += len(node["gpus"])
+            for node in entries:
+                if node.get("ts"):
+                    res.received_gpu_readings += len(copy.nodes[node["id"]].get("gpus") or ())
                     res.latencies.append(now - node["ts"])
                     res.server_latencies.append(msg["sent_at"] - node["ts"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import timedelta
 
 from django.db import connection
@@ -99,15 +100,20 @@ def gpu_latest(*, node_ids: list[int] | None = None, within_s: int = 15) -> dict
     return out
 
 
-def node_snapshot_list(*, node_ids: list[int] | None = None) -> list[dict]:
-    """What a dashboard shows per node: identity, state, live stats, newest GPU readings, last action."""
+def node_snapshot_list(*, node_ids: list[int] | None = None, readings_known: Container[int] = ()) -> list[dict]:
+    """What a dashboard shows per node: identity, state, live stats, newest GPU readings, last action.
+
+    ``readings_known``: nodes whose newest readings the caller has already (the console's
+    hub, live): their readings are not read (``gpus`` empty, ``host`` and ``ts`` None).
+    """
     nodes = Node.objects.select_related("dedicated_tenant")
     if node_ids is not None:
         nodes = nodes.filter(pk__in=node_ids)
     nodes = list(nodes)
     ids = [n.pk for n in nodes]
     actions = _last_action(ids)
-    latest = gpu_latest(node_ids=ids)
+    unknown = [i for i in ids if i not in readings_known]
+    latest = gpu_latest(node_ids=unknown) if unknown else {}
     out = []
     for node in nodes:
         readings = latest.get(node.pk, [])

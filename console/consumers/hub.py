@@ -1,16 +1,20 @@
 """The per-process fleet hub: batches agent samples for the database and for dashboards.
 
 Agent consumers hand each sample to the hub (no I/O on the hot path). Once per
-FANOUT_INTERVAL_S the hub encodes one message with every node that changed since the last
-one and hands the same text to each dashboard connected to this process; it also publishes
-it once to the HUBS group, whose other members (the hubs of other ASGI processes) relay it
-to their own dashboards. Everything received is persisted once per PERSIST_INTERVAL_S.
+FANOUT_INTERVAL_S the hub encodes one message with what changed since the last one (per node
+only the keys and GPU fields that differ: console.consumers.wire) and hands the same text to
+each dashboard connected to this process; it also publishes the updates whole, once, to the
+HUBS group, whose other members (the hubs of other ASGI processes) fold them into their own
+dashboards' next delta at once. A dashboard starts from a snapshot: the database's nodes
+overlaid with what this hub has sent (``dashboard_snapshot``), numbered like the batches.
+Everything received is persisted once per PERSIST_INTERVAL_S.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import uuid
 
@@ -18,7 +22,19 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from console.consumers.groups import FANOUT_INTERVAL_S, HUBS, PERSIST_INTERVAL_S
-from console.consumers.wire import dashboard_message, gpus_as_rows, node_for_wire, off_the_shared_thread
+from console.consumers.wire import (
+    CUMULATIVE_STATS,
+    GPU_WIRE_FIELDS,
+    LIVE_KEYS,
+    dashboard_message,
+    gpus_as_rows,
+    gpus_from_rows,
+    newer_reading,
+    node_delta,
+    node_for_wire,
+    off_the_shared_thread,
+    snapshot_compact,
+)
 from fleetagent.selectors import node_snapshot_list
 from fleetagent.services import samples_ingest
 
@@ -37,6 +53,9 @@ class FleetHub:
         self._to_persist: list[tuple[int, dict]] = []
         self._state_changed: set[int] = set()
         self._sent: dict[int, tuple] = {}
+        # What this process's dashboards have been told, per node (whole), and the last batch's number.
+        self._wire: dict[int, dict] = {}
+        self._seq = 0
         self._refreshed: dict[int, dict] = {}
         self._refresh_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +80,7 @@ class FleetHub:
                 self._state_changed.clear()
                 self._dashboards.clear()
                 self._sent.clear()
+                self._wire.clear()
             self._loop = loop
             self.relay_joined = asyncio.Event()
             self._persist_lock = asyncio.Lock()
@@ -86,10 +106,32 @@ class FleetHub:
         if outbox is not None:
             outbox.close()
 
-    async def _deliver(self, text: str) -> None:
-        # Never await a browser here: one slow reader must not delay everyone else's batch.
+    def _broadcast(self, updates: dict[int, dict]) -> None:
+        """One numbered batch of what differs from what the dashboards have, to every dashboard."""
+        deltas = [d for d in (node_delta(self._wire.setdefault(i, {}), u) for i, u in updates.items()) if d]
+        if not deltas:
+            return
+        self._seq += 1
+        if not self._dashboards:
+            return
+        # Encoded once; every dashboard of this process gets this same text. Never await a
+        # browser here: one slow reader must not delay everyone else's batch.
+        text = dashboard_message("nodes", deltas, seq=self._seq)
         for outbox in list(self._dashboards.values()):
-            outbox.put(text)
+            outbox.put(self._seq, text)
+
+    def readings_known(self) -> frozenset[int]:
+        """Nodes whose newest readings this hub has sent (a snapshot need not read them from the database)."""
+        return frozenset(node_id for node_id, sent in self._wire.items() if sent.get("ts") is not None)
+
+    def dashboard_snapshot(self, nodes: list[dict]) -> tuple[int, str]:
+        """Every node (read from the database) as this process's dashboards have it: batch ``seq``.
+
+        Synchronous, so no batch goes out between the overlay and the number: the deltas
+        numbered after it apply on top of exactly this.
+        """
+        entries = [snapshot_compact({**node_for_wire(snap), **self._wire.get(snap["id"], {})}) for snap in nodes]
+        return self._seq, dashboard_message("snapshot", entries, seq=self._seq)
 
     async def _relay(self) -> None:
         """Batches published by other processes (other hubs, beat's sweep) -> our dashboards."""
@@ -112,8 +154,11 @@ class FleetHub:
                 if failing:
                     logger.warning("fleet hub relay: channel layer back")
                 failing = False
-                if message.get("origin") != self.origin and self._dashboards:
-                    await self._deliver(message["text"])
+                if message.get("origin") != self.origin:
+                    try:
+                        self._broadcast(relayed_updates(message["text"]))
+                    except (KeyError, TypeError, ValueError) as exc:  # a malformed batch must not end the relay
+                        logger.warning("fleet hub relay: batch from %s dropped (%r)", message.get("origin"), exc)
         finally:
             membership.cancel()
 
@@ -201,24 +246,20 @@ class FleetHub:
             else:
                 self._state_changed |= refresh  # next time
         refreshed, self._refreshed = self._refreshed, {}
-        for node_id, snap in refreshed.items():
-            live = updates.get(node_id)
-            if live is not None:
-                live.update({k: snap[k] for k in SNAPSHOT_STATE_KEYS})
-            else:
-                updates[node_id] = node_for_wire(snap)
+        for snap in refreshed.values():
+            update_merge(updates, node_for_wire(snap))
         if updates:
-            # Encoded once; every dashboard of every process gets this same text.
-            text = dashboard_message("nodes", list(updates.values()))
-            await self._deliver(text)
-            # Published by a task of its own: a round trip to Redis with a 200 KB batch must not
-            # stretch the fan-out interval for this process's own dashboards.
-            self._to_publish.append(text)
+            self._broadcast(updates)
+            # Whole, for the other processes' hubs (they make their own dashboards' deltas), by a
+            # task of its own: a round trip to Redis with a 200 KB batch must not stretch the
+            # fan-out interval for this process's own dashboards.
+            self._to_publish.append(dashboard_message("nodes", list(updates.values())))
             self._publish_ready.set()
 
     async def _snapshots(self, node_ids) -> dict[int, dict]:
+        # Readings this hub has live are newer than the stored ones: not read (update_merge keeps the live ones).
         snaps = await database_sync_to_async(node_snapshot_list, thread_sensitive=not off_the_shared_thread())(
-            node_ids=sorted(node_ids)
+            node_ids=sorted(node_ids), readings_known=self.readings_known()
         )
         return {snap["id"]: snap for snap in snaps}
 
@@ -268,11 +309,15 @@ OUTBOX_MAX = 10
 
 
 class DashboardOutbox:
-    """One dashboard's pending batches, sent by its own task in arrival order."""
+    """One dashboard's pending batches, sent by its own task in arrival order.
+
+    A slow browser whose oldest batches were dropped sees a gap in ``seq`` and asks for a
+    snapshot (``restart``), which replaces every batch it already covers.
+    """
 
     def __init__(self, consumer, *, held: bool = False) -> None:
         self.consumer = consumer
-        self.pending: collections.deque[str] = collections.deque(maxlen=OUTBOX_MAX)
+        self.pending: collections.deque[tuple[int, str]] = collections.deque(maxlen=OUTBOX_MAX)
         self.ready = asyncio.Event()
         self.released = asyncio.Event()
         if not held:
@@ -280,13 +325,19 @@ class DashboardOutbox:
         self.dropped = 0
         self.task = asyncio.get_running_loop().create_task(self._pump(), name="fleet-dashboard-outbox")
 
-    def put(self, text: str) -> None:
+    def put(self, seq: int, text: str) -> None:
         if len(self.pending) == self.pending.maxlen:
             self.dropped += 1
-        self.pending.append(text)
+        self.pending.append((seq, text))
         self.ready.set()
 
-    def release(self) -> None:
+    def restart(self, seq: int, snapshot: str) -> None:
+        """Send this snapshot (batch ``seq``) next, then only the batches after it."""
+        newer = [item for item in self.pending if item[0] > seq]
+        self.pending.clear()
+        self.pending.append((seq, snapshot))
+        self.pending.extend(newer[1 - OUTBOX_MAX :])  # never pushes the snapshot out
+        self.ready.set()
         self.released.set()
 
     async def _pump(self) -> None:
@@ -296,7 +347,7 @@ class DashboardOutbox:
             self.ready.clear()
             while self.pending:
                 try:
-                    await self.consumer.send(self.pending.popleft())
+                    await self.consumer.send(self.pending.popleft()[1])
                 except Exception:  # noqa: BLE001 - the socket is gone; disconnect() removes us
                     return
 
@@ -304,19 +355,27 @@ class DashboardOutbox:
         self.task.cancel()
 
 
-CUMULATIVE_STATS = frozenset({"jobs_total", "job_seconds", "job_rtf"})
-# What a state change re-reads from the database into a live update.
-SNAPSHOT_STATE_KEYS = (
-    "state",
-    "state_reason",
-    "drained",
-    "last_action",
-    "agent_connected",
-    "agent_version",
-    "protocol_version",
-    "frames_refused",
-    "last_refusal",
-)
+def update_merge(pending: dict[int, dict], entry: dict) -> None:
+    """Fold a node entry into pending updates: database keys always, readings only if newer."""
+    current = pending.get(entry["id"])
+    if current is None:
+        pending[entry["id"]] = entry
+    elif newer_reading(entry, current):
+        current.update(entry)
+    else:
+        current.update({k: v for k, v in entry.items() if k not in LIVE_KEYS})
+
+
+def relayed_updates(text: str) -> dict[int, dict]:
+    """Another process's whole updates (or beat's snapshots) as this hub's pending updates."""
+    message = json.loads(text)
+    fields = message.get("gpu_fields")
+    updates: dict[int, dict] = {}
+    for entry in message["nodes"]:
+        if fields != list(GPU_WIRE_FIELDS) and entry.get("gpus"):  # a console of another version
+            entry["gpus"] = gpus_as_rows(gpus_from_rows(fields, entry["gpus"]))
+        update_merge(updates, entry)
+    return updates
 
 
 hub = FleetHub()

@@ -29,39 +29,75 @@
     return e;
   }
 
-  // --- the node store: updates merged as they arrive, rendering happens on a timer -----
+  // --- the node store: a snapshot, then numbered deltas merged as they arrive (no DOM work);
+  // rendering happens on a timer. A batch is what changed since the one before it
+  // (console/consumers/wire.py): per node the changed keys, and either every GPU row ("gpus")
+  // or per changed GPU [position, field, value, field, value, ...] ("gpu_delta").
   class FleetStore {
     constructor() {
       this.nodes = new Map(); // id -> node
       this.fields = [];
-      this.dirty = new Set();
+      this.seq = null; // the last batch merged; null: waiting for a snapshot
+      this.dirty = new Map(); // node id -> Set of changed GPU positions, or true: the whole node
       this.structureChanged = true; // nodes added/removed: re-layout
       this.receivedAt = 0;
       this.actions = [];
     }
     index(name) { return this.fields.indexOf(name); }
+    // "ok", "gap" (a batch is missing: ask for a snapshot) or "skip" (ignored until the snapshot).
     merge(message) {
-      if (message.gpu_fields) this.fields = message.gpu_fields;
       if (message.type === "snapshot") {
         const seen = new Set();
-        for (const n of message.nodes) { seen.add(n.id); this._mergeOne(n); }
-        for (const id of [...this.nodes.keys()]) if (!seen.has(id)) { this.nodes.delete(id); this.structureChanged = true; }
+        this.fields = message.gpu_fields;
+        for (const n of message.nodes) { seen.add(n.id); this._mergeOne(n, true); }
+        for (const id of [...this.nodes.keys()]) if (!seen.has(id)) { this.nodes.delete(id); this.dirty.delete(id); this.structureChanged = true; }
+      } else if (message.type === "nodes") {
+        if (this.seq === null || message.seq !== this.seq + 1) {
+          const gap = this.seq !== null;
+          this.seq = null;
+          return gap ? "gap" : "skip";
+        }
+        this.fields = message.gpu_fields;
+        for (const n of message.nodes) this._mergeOne(n, false);
       } else {
-        for (const n of message.nodes || []) this._mergeOne(n);
+        return "skip";
       }
+      this.seq = message.seq;
       this.receivedAt = Date.now();
+      return "ok";
     }
-    _mergeOne(update) {
-      let node = this.nodes.get(update.id);
-      if (!node) { node = {id: update.id, gpus: [], stats: {}}; this.nodes.set(update.id, node); this.structureChanged = true; }
-      if (update.last_action && node.last_action && update.last_action.id !== node.last_action.id) this.actions.push(update.last_action);
-      else if (update.last_action && node.last_action && update.last_action.outcome !== node.last_action.outcome) this.actions.push(update.last_action);
-      const gpuCount = node.gpus.length;
-      Object.assign(node, update);
+    // whole: a snapshot's entry (empty keys left out) replaces the node; a delta merges into it.
+    _mergeOne(update, whole) {
+      const old = this.nodes.get(update.id);
+      let node = old;
+      if (!old || whole) {
+        node = {id: update.id, gpus: [], stats: {}};
+        this.nodes.set(update.id, node);
+        this.structureChanged = true; // the wall's cells hold the node objects
+      }
+      const was = old && old.last_action, now = update.last_action;
+      if (now && was && (now.id !== was.id || now.outcome !== was.outcome)) this.actions.push(now);
+      const gpuCount = old ? old.gpus.length : 0;
+      let cells = this.dirty.get(node.id) || new Set();
+      for (const key of Object.keys(update)) {
+        if (key === "gpu_delta") {
+          for (const change of update.gpu_delta) {
+            const row = node.gpus[change[0]];
+            if (!row) continue;
+            for (let i = 1; i < change.length; i += 2) row[change[i]] = change[i + 1];
+            if (cells !== true) cells.add(change[0]);
+          }
+        } else {
+          node[key] = update[key];
+          // Readings' time and job figures change no cell; anything else (state, all rows) may change all.
+          if (key !== "ts" && key !== "stats" && key !== "id") cells = true;
+        }
+      }
+      if (whole) cells = true;
       if (node.gpus.length !== gpuCount) this.structureChanged = true;
-      this.dirty.add(node.id);
+      this.dirty.set(node.id, cells);
     }
-    takeDirty() { const d = this.dirty; this.dirty = new Set(); return d; }
+    takeDirty() { const d = this.dirty; this.dirty = new Map(); return d; }
   }
 
   // The state a dashboard shows: a node the sweep has not yet marked offline greys out.
@@ -79,28 +115,51 @@
   });
 
   // --- websocket with capped, jittered backoff ------------------------------------------
+  // The page's head opens the first socket (templates/ops/_live_early.html) so the snapshot
+  // travels while the scripts load; its messages wait in a queue until this adopts it.
   function connectLive(store, statusEl, onMessage) {
     let delay = 300;
-    function open() {
-      const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${proto}//${location.host}${cfg.ws_path}`);
-      ws.onopen = () => { timing.first("ws_open"); delay = 300; if (statusEl) { statusEl.textContent = "live"; statusEl.className = "live-on"; } };
-      ws.onmessage = (ev) => {
-        const started = performance.now();
-        if (!timing.at.snapshot_received) timing.first("snapshot_received");
-        const msg = JSON.parse(ev.data);
-        store.merge(msg);
-        if (onMessage) onMessage(msg);
-        timing.note("message", performance.now() - started);
-      };
+    function opened() {
+      timing.first("ws_open");
+      delay = 300;
+      if (statusEl) { statusEl.textContent = "live"; statusEl.className = "live-on"; }
+    }
+    function received(ws, data) {
+      const started = performance.now();
+      if (!timing.at.snapshot_received) timing.first("snapshot_received");
+      const msg = JSON.parse(data);
+      // Console -> page: from the batch's encoding to here (same clock on the benchmark's machine).
+      if (msg.sent_at && timing.at.snapshot_received) timing.note("delivery", Date.now() - msg.sent_at * 1000);
+      const outcome = store.merge(msg);
+      // A missed batch: the next deltas do not apply to what we have; the snapshot replaces it.
+      if (outcome === "gap" && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "resync"}));
+      if (outcome === "ok" && onMessage) onMessage(msg);
+      timing.note("message", performance.now() - started);
+    }
+    function adopt(ws) {
+      ws.onopen = opened;
+      ws.onmessage = (ev) => received(ws, ev.data);
       ws.onclose = () => {
+        store.seq = null;
         if (statusEl) { statusEl.textContent = "reconnecting…"; statusEl.className = "live-off"; }
         // Capped at 3 s with jitter: after a console or Redis restart every browser is back within seconds.
         setTimeout(open, delay * (0.5 + Math.random() / 2));
         delay = Math.min(delay * 2, 3000);
       };
     }
-    open();
+    function open() {
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      adopt(new WebSocket(`${proto}//${location.host}${cfg.ws_path}`));
+    }
+    const early = window.__opsEarly;
+    window.__opsEarly = null;
+    if (early && early.ws.readyState <= WebSocket.OPEN) {
+      adopt(early.ws);
+      if (early.openedAt !== null) { timing.at.ws_open = early.openedAt; opened(); }
+      for (const data of early.queue.splice(0)) received(early.ws, data);
+    } else {
+      open();
+    }
   }
 
   // --- ops actions: confirm, POST, show the result; the ack arrives over the websocket ---

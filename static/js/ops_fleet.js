@@ -146,14 +146,18 @@
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     layout = {cells, byNode, size, gap, cols};
   }
-  function drawNode(n) {
+  // The node's cells, or only those at the given GPU positions (what a delta changed).
+  function drawNode(n, positions) {
     const range = layout.byNode.get(n.id);
     if (!range) return;
     const st = liveState(n);
+    const stateChanged = drawnState.get(n.id) !== st;
     drawnState.set(n.id, st);
+    if (stateChanged || positions === true) positions = null;
     const value = METRICS[metricSelect.value];
     const {size, gap, cols} = layout;
     for (let c = range[0]; c < range[1]; c++) {
+      if (positions && !positions.has(layout.cells[c].pos)) continue;
       const g = (n.gpus || [])[layout.cells[c].pos];
       let fill;
       if (st === "offline") fill = "#9ca3af";
@@ -172,12 +176,12 @@
   function renderWall(dirty, full) {
     if (full) {
       ctx.clearRect(0, 0, wall.width, wall.height);
-      for (const n of store.nodes.values()) drawNode(n);
+      for (const n of store.nodes.values()) drawNode(n, true);
       return;
     }
-    for (const id of dirty) { const n = store.nodes.get(id); if (n) drawNode(n); }
+    for (const [id, positions] of dirty) { const n = store.nodes.get(id); if (n) drawNode(n, positions); }
     // Nodes that went silent since they were drawn (no message says so): grey them now.
-    for (const n of store.nodes.values()) if (!dirty.has(n.id) && drawnState.get(n.id) !== liveState(n)) drawNode(n);
+    for (const n of store.nodes.values()) if (!dirty.has(n.id) && drawnState.get(n.id) !== liveState(n)) drawNode(n, true);
   }
   function cellAt(ev) {
     const r = wall.getBoundingClientRect();
@@ -440,13 +444,20 @@
     indexes();
     const width = wall.parentElement.clientWidth;
     if (store.structureChanged || width !== lastWidth) { relayout(); store.structureChanged = false; wantFull = true; lastWidth = width; }
-    for (const id of wantFull ? store.nodes.keys() : dirty) { const n = store.nodes.get(id); if (n) derive(n); }
+    for (const id of wantFull ? store.nodes.keys() : dirty.keys()) { const n = store.nodes.get(id); if (n) derive(n); }
     const figures = fleetFigures();
     const alertCount = renderAlerts();
     renderSummary(figures, alertCount);
     renderWall(dirty, wantFull);
-    refreshOptions();
-    renderTable(dirty, wantFull || wantTable);
+    const first = perf.firstRenderMs === null && store.nodes.size > 0;
+    if (first) {
+      perf.firstRenderMs = performance.now();
+      // The page is up (summary, alerts, GPU wall): the node table follows in a task of its own.
+      setTimeout(() => { refreshOptions(); renderTable(new Map(), true); }, 0);
+    } else {
+      refreshOptions();
+      renderTable(dirty, wantFull || wantTable);
+    }
     for (const a of store.actions.splice(0)) auditAppend(a);
     if (hovered) tip.textContent = tipText(hovered);
     wantFull = wantTable = false;
@@ -458,8 +469,7 @@
     perf.renders += 1;
     perf.ages.push({at: now, p50: quantile(ages, 0.5), max: ages.length ? ages[ages.length - 1] : null, ms: performance.now() - started});
     if (perf.ages.length > 600) perf.ages.shift();
-    if (perf.firstRenderMs === null && store.nodes.size) perf.firstRenderMs = performance.now();
-    else timing.note("render", performance.now() - started);
+    if (!first) timing.note("render", performance.now() - started);
   }
   function tick() {
     if (store.receivedAt || wantFull) render();

@@ -45,8 +45,10 @@
     loadSeries(Number(b.dataset.minutes));
   });
 
+  let appendedTs = null;
   function appendLive(n) {
-    if (!liveAppend || !n.ts) return;
+    if (!liveAppend || !n.ts || n.ts === appendedTs) return; // a state change brings no new reading
+    appendedTs = n.ts;
     const t = new Date(n.ts * 1000);
     const rows = (n.gpus || []).length ? n.gpus.map((g) => ({index: g[store.index("index")], get: (k) => g[store.index(k)]}))
       : n.host ? [{index: -1, get: (k) => ({utilization: n.host.cpu_percent, vram_used_mb: n.host.ram_used_mb}[k] ?? null)}] : [];
@@ -122,10 +124,11 @@
   }
 
   drawSeries(JSON.parse($("ops-series").textContent));
-  connectLive(store, $("live-status"));
-  // The fleet stream carries every node; this page keeps only its own.
+  // The fleet stream carries every node; this page keeps only its own (set before connecting:
+  // the socket opened by the page's head may already hold the snapshot).
   const merge = store.merge.bind(store);
   store.merge = (msg) => merge({...msg, nodes: (msg.nodes || []).filter((x) => x.id === cfg.node_id)});
+  connectLive(store, $("live-status"));
   setInterval(render, 1000);
   actionsWire();
 })();

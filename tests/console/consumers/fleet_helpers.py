@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
 from channels.db import database_sync_to_async
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from console.asgi import application
-from console.consumers.wire import gpus_from_rows
+from console.consumers.wire import DashboardCopy
 from fleetagent import protocol
 
 
@@ -46,9 +47,32 @@ def session_cookie_headers(user, *, origin: str | None = OUR_ORIGIN) -> list[tup
     return headers
 
 
-def readings(message: dict, node: dict) -> list[dict]:
-    """A dashboard node entry's GPU rows as readings (the wire sends rows, fields named once)."""
-    return gpus_from_rows(message["gpu_fields"], node.get("gpus") or [])
+class DashboardReader:
+    """A dashboard communicator's messages applied in order to a DashboardCopy (batches are deltas)."""
+
+    def __init__(self, communicator) -> None:
+        self.ws = communicator
+        self.copy = DashboardCopy()
+        self.messages: list[dict] = []
+
+    async def next(self, timeout: float = 5) -> dict:
+        message = json.loads(await self.ws.receive_from(timeout=timeout))
+        assert self.copy.apply(message) is not None, f"batch {message.get('seq')} after {self.copy.seq}"
+        self.messages.append(message)
+        return message
+
+    async def drain(self, quiet_s: float = 0.3) -> list[dict]:
+        """Every message until the socket stays quiet for quiet_s."""
+        got = []
+        while not await self.ws.receive_nothing(timeout=quiet_s):
+            got.append(await self.next())
+        return got
+
+    def readings(self, node_id: int) -> list[dict]:
+        return self.copy.readings(node_id)
+
+    def node(self, node_id: int) -> dict:
+        return self.copy.nodes[node_id]
 
 
 def hello(**extra) -> str:

@@ -15,9 +15,9 @@ from fleetagent import protocol
 from fleetagent.models import GpuSample, Node, NodeAction, NodeState
 from fleetagent.services import node_action_request, node_create, node_token_rotate
 from tests.console.consumers.fleet_helpers import (
+    DashboardReader,
     agent_headers,
     hello,
-    readings,
     sample,
     session_cookie_headers,
     ws_connected,
@@ -87,8 +87,9 @@ async def test_dashboard_refuses_anonymous_and_non_staff():
 async def test_agent_samples_are_persisted_and_batched_to_dashboards():
     node, token = await make_node()
     staff = await make_user("ops", staff=True)
-    async with ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as dash:
-        first = json.loads(await dash.receive_from(timeout=5))
+    async with ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as ws:
+        dash = DashboardReader(ws)
+        first = await dash.next()
         assert first["type"] == "snapshot" and [n["name"] for n in first["nodes"]] == ["gpu-a"]
         async with ws_connected(AGENT, headers=agent_headers(token)) as agent:
             await agent.send_to(text_data=hello())
@@ -97,16 +98,9 @@ async def test_agent_samples_are_persisted_and_batched_to_dashboards():
             await agent.send_to(text_data=sample(1, util=40.0))
             await agent.send_to(text_data=sample(2, util=60.0))
             # Batches carry the node's newest reading; its job figures come when they change.
-            stats = {}
-            batch = json.loads(await dash.receive_from(timeout=5))
-            while True:
-                for n in batch["nodes"]:
-                    stats.update(n.get("stats") or {})
-                if any(n.get("gpus") and readings(batch, n)[0]["utilization"] == 60.0 for n in batch["nodes"]):
-                    break
-                batch = json.loads(await dash.receive_from(timeout=5))
-            (update,) = batch["nodes"]
-            assert update["name"] == "gpu-a" and stats["jobs_queued"] == 2
+            while not (dash.readings(node.pk) and dash.readings(node.pk)[0]["utilization"] == 60.0):
+                await dash.next()
+            assert dash.node(node.pk)["name"] == "gpu-a" and dash.node(node.pk)["stats"]["jobs_queued"] == 2
             await hub.flush(persist=True)  # both samples reached the hub; store them now
     node = await reload(node)
     assert node.state == NodeState.ONLINE and node.gpu_model == "NVIDIA A10" and node.gpu_count == 1

@@ -24,9 +24,9 @@ from fleetagent import protocol
 from fleetagent.models import GpuSample, Node, NodeAction, NodeState
 from fleetagent.services import node_create, node_states_sweep
 from tests.console.consumers.fleet_helpers import (
+    DashboardReader,
     agent_headers,
     hello,
-    readings,
     sample,
     session_cookie_headers,
     ws_connected,
@@ -99,11 +99,12 @@ async def _hello(agent, **extra) -> dict:
 async def test_hostile_frames_are_refused_counted_and_never_reach_storage_or_dashboards():
     good, good_token, bad, bad_token, staff = await _make_nodes()
     async with (
-        ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as dash,
+        ws_connected(DASHBOARD, headers=await session_cookie_headers(staff)) as ws,
         ws_connected(AGENT, headers=agent_headers(good_token)) as good_agent,
         ws_connected(AGENT, headers=agent_headers(bad_token)) as bad_agent,
     ):
-        assert json.loads(await dash.receive_from(timeout=5))["type"] == "snapshot"
+        dash = DashboardReader(ws)
+        assert (await dash.next())["type"] == "snapshot"
         assert (await _hello(good_agent))["type"] == "welcome"
         assert (await _hello(bad_agent, hostname=XSS, gpu_model=XSS[:64]))["type"] == "welcome"
         await hub.flush(persist=True)
@@ -119,16 +120,15 @@ async def test_hostile_frames_are_refused_counted_and_never_reach_storage_or_das
         await _stored(len(sent) + 1)
 
         # Every batch the dashboard got: the good node's readings, nothing of the refused frames.
-        seen = []
-        while not await dash.receive_nothing(timeout=0.3):
-            seen.append(json.loads(await dash.receive_from(timeout=5)))
-        good_utils = {g["utilization"] for m in seen for n in m["nodes"] if n["name"] == "good" for g in readings(m, n)}
-        assert 10.0 + len(sent) in good_utils
-        for message in seen:
-            for node in message["nodes"]:
-                for reading in readings(message, node):
+        good_utils = set()
+        while not await ws.receive_nothing(timeout=0.3):
+            await dash.next()
+            good_utils |= {g["utilization"] for g in dash.readings(good.pk)}
+            for node_id in dash.copy.nodes:
+                for reading in dash.readings(node_id):
                     assert isinstance(reading["index"], int)
                     assert isinstance(reading["vram_used_mb"], float)
+        assert 10.0 + len(sent) in good_utils
 
     good = await database_sync_to_async(Node.objects.get)(pk=good.pk)
     bad = await database_sync_to_async(Node.objects.get)(pk=bad.pk)

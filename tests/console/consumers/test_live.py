@@ -12,13 +12,14 @@ import websockets
 from channels.db import database_sync_to_async
 
 from billing.services import user_create
+from console.consumers.wire import DashboardCopy
 from fleetagent.agent.client import AgentClient
 from fleetagent.agent.collect import collector_open
 from fleetagent.agent.runtime import NodeRuntime
 from fleetagent.agent.stats import JobStats
 from fleetagent.models import GpuSample, Node, NodeAction
 from fleetagent.services import node_create
-from tests.console.consumers.fleet_helpers import OUR_ORIGIN, readings, session_cookie_headers
+from tests.console.consumers.fleet_helpers import OUR_ORIGIN, session_cookie_headers
 from tests.fleetagent.fake_nvml import FakeNvml
 from tests.support.live_server import ThreadedLiveServer, free_port
 
@@ -66,12 +67,13 @@ async def test_agent_streams_to_dashboard_and_restarts_from_the_api(live_server_
     agent_task = asyncio.create_task(agent.run())
     try:
         async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}, origin=OUR_ORIGIN) as dashboard:
-            assert json.loads(await dashboard.recv())["type"] == "snapshot"
+            copy = DashboardCopy()
+            assert copy.apply(json.loads(await dashboard.recv())) is not None and node.pk in copy.nodes  # the snapshot
 
             async def live_gpu():
-                msg = json.loads(await asyncio.wait_for(dashboard.recv(), timeout=5))
-                node = next((n for n in msg["nodes"] if n["name"] == "gpu-live" and n.get("gpus")), None)
-                return readings(msg, node) if node else None
+                entries = copy.apply(json.loads(await asyncio.wait_for(dashboard.recv(), timeout=5)))
+                assert entries is not None, "a gap in the batches"
+                return copy.readings(node.pk) if any(n["id"] == node.pk and n.get("ts") for n in entries) else None
 
             gpus = await _until(live_gpu, timeout=10, what="a live GPU reading on the dashboard")
             assert time.monotonic() - started < 2.0  # the node shows up live within 2 s
