@@ -163,7 +163,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             node=self.node, agent_draining=message["draining"], protocol_version=self.version
         )
         hub.node_state_changed(self.node.pk)
-        await database_sync_to_async(_hello_recover)(node_name=self.node.name, held=message.get("jobs"))
+        await _db(_hello_recover)(node_name=self.node.name, held=message.get("jobs"))
         await self.send(
             protocol.message_encode(
                 protocol.WELCOME,
