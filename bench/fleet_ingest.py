@@ -39,10 +39,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hosts", type=int, default=125)
     p.add_argument("--gpus", type=int, default=8, help="GPUs per host")
     p.add_argument("--dashboards", type=int, default=20)
+    p.add_argument("--dashboard-procs", type=int, default=4, help="processes the dashboard clients run in")
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="console processes (uvicorn --workers)")
+    p.add_argument(
+        "--profile", metavar="OUT.prof", help="run the console under cProfile, every thread (bench/profiled.py)"
+    )
     # Internal: the dashboards run in a child process so their JSON parsing does not delay
     # the simulated agents' loop (and the other way round).
     p.add_argument("--role", choices=["main", "dashboards", "agents"], default="main", help=argparse.SUPPRESS)
@@ -111,6 +115,7 @@ async def agents_main(args) -> int:
     """Child role: the simulated agents only (the browser benchmark keeps them off its own loop)."""
     from fleetagent import protocol
 
+    client_gc_tune()
     nodes = json.loads(Path(args.nodes_file).read_text())
     res = Results()
     stop = asyncio.Event()
@@ -135,6 +140,27 @@ def gpu_reading(index: int) -> dict:
         "xid_errors": 0,
         "processes": [{"pid": 1000 + index, "vram_used_mb": 6000.0}],
     }
+
+
+class Jobs:
+    """A busy host's job figures: jobs start and finish, so the cumulative counts (stored with the
+    node, for /metrics) change most seconds and the running count now and then, as on a real fleet."""
+
+    def __init__(self) -> None:
+        self.running = random.randint(0, 4)
+        self.succeeded = random.randint(0, 1000)
+
+    def tick(self) -> dict:
+        if random.random() < 0.2:
+            self.running = max(0, min(8, self.running + random.choice((-1, 1))))
+        self.succeeded += random.random() < 0.7
+        return {
+            "jobs_running": self.running,
+            "jobs_queued": 0,
+            "success_rate_5m": 1.0,
+            "draining": False,
+            "jobs_total": {"succeeded": self.succeeded},
+        }
 
 
 class Results:
@@ -188,6 +214,7 @@ async def _agent_session(url, name, token, gpus, stop, res, protocol) -> None:
         seq = 0
         next_at = time.monotonic()
         drain = asyncio.create_task(_drain(ws))
+        jobs = Jobs()
         while not stop.is_set():
             seq += 1
             text = protocol.message_encode(
@@ -196,7 +223,7 @@ async def _agent_session(url, name, token, gpus, stop, res, protocol) -> None:
                 ts=time.time(),
                 gpus=[gpu_reading(i) for i in range(gpus)],
                 host={"cpu_percent": 10.0, "ram_used_mb": 9000.0, "ram_total_mb": 64000.0},
-                node={"jobs_running": 1, "jobs_queued": 0, "success_rate_5m": 1.0, "draining": False},
+                node=jobs.tick(),
             )
             await ws.send(text)
             if res.measuring:
@@ -238,28 +265,50 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
 
 
 async def dashboards_main(args) -> int:
+    """Child role: ``--dashboards`` dashboard clients; prints what they saw as one JSON line."""
+    client_gc_tune()
     res = Results()
     window = tuple(args.window)
     await asyncio.gather(*(run_dashboard(args.url, args.cookie, window, res) for _ in range(args.dashboards)))
-    lat = [x * 1000 for x in res.latencies]
-    srv = [x * 1000 for x in res.server_latencies]
     me = psutil_process().cpu_times()
     print(
         json.dumps(
             {
                 "messages": res.dashboard_messages,
                 "readings": res.received_gpu_readings,
-                "n": len(lat),
-                "p50": statistics.median(lat) if lat else None,
-                "p95": pct(lat, 0.95) if lat else None,
-                "max": max(lat) if lat else None,
-                "server_p50": statistics.median(srv) if srv else None,
-                "server_p95": pct(srv, 0.95) if srv else None,
+                "lat_ms": [round(x * 1000, 1) for x in res.latencies],
+                "server_ms": [round(x * 1000, 1) for x in res.server_latencies],
                 "cpu_s": me.user + me.system,
             }
         )
     )
     return 0
+
+
+def dashboards_merge(outputs: list[dict]) -> dict:
+    """The dashboard processes' figures as one: counts summed, percentiles over every reading."""
+    lat = [x for out in outputs for x in out["lat_ms"]]
+    srv = [x for out in outputs for x in out["server_ms"]]
+    return {
+        "messages": sum(out["messages"] for out in outputs),
+        "readings": sum(out["readings"] for out in outputs),
+        "n": len(lat),
+        "p50": statistics.median(lat) if lat else None,
+        "p95": pct(lat, 0.95) if lat else None,
+        "max": max(lat) if lat else None,
+        "server_p50": statistics.median(srv) if srv else None,
+        "server_p95": pct(srv, 0.95) if srv else None,
+        "cpu_s": sum(out["cpu_s"] for out in outputs),
+    }
+
+
+def client_gc_tune() -> None:
+    """The benchmark's own clients parse and build thousands of short-lived objects a second:
+    with the collector's defaults its pauses showed up as agent -> dashboard latency."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def psutil_process():
@@ -277,11 +326,13 @@ async def main_async(args) -> int:
     import psutil
     from asgiref.sync import sync_to_async
 
+    client_gc_tune()  # this process runs the simulated agents
+
     from fleetagent import protocol
 
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
     try:
-        server = await asyncio.to_thread(console_start, args.port or None, workers=args.workers)
+        server = await asyncio.to_thread(console_start, args.port or None, workers=args.workers, profile=args.profile)
     except RuntimeError as exc:
         print(f"uvicorn did not start: {exc}", file=sys.stderr)
         return 1
@@ -292,23 +343,30 @@ async def main_async(args) -> int:
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
         window = (time.time() + args.warmup, time.time() + args.warmup + args.duration)
-        dash_proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--role",
-            "dashboards",
-            "--dashboards",
-            str(args.dashboards),
-            "--url",
-            base + "/ws/ops/fleet/",
-            "--cookie",
-            cookie,
-            "--window",
-            str(window[0]),
-            str(window[1]),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-        )
+        # Several processes, as browsers are: one process parsing 20 copies of each batch in
+        # turn made the last dashboard's latency include the other 19's parsing.
+        procs = max(1, min(args.dashboard_procs, args.dashboards))
+        shares = [args.dashboards // procs + (i < args.dashboards % procs) for i in range(procs)]
+        dash_procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--role",
+                "dashboards",
+                "--dashboards",
+                str(share),
+                "--url",
+                base + "/ws/ops/fleet/",
+                "--cookie",
+                cookie,
+                "--window",
+                str(window[0]),
+                str(window[1]),
+                stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for share in shares
+        ]
         agents = [
             asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
         ]
@@ -322,8 +380,8 @@ async def main_async(args) -> int:
         res.measuring = False
         elapsed = time.monotonic() - t0
         server_cpu1, my_cpu1 = cpu_total(server_procs), me.cpu_times()
-        out, _ = await asyncio.wait_for(dash_proc.communicate(), timeout=30)
-        dash = json.loads(out.decode().strip().splitlines()[-1])
+        outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in dash_procs)), timeout=60)
+        dash = dashboards_merge([json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs])
         await asyncio.sleep(2.5)  # let the last persist interval land
         persisted = await sync_to_async(persisted_count)(*window)
         stop.set()
@@ -332,14 +390,18 @@ async def main_async(args) -> int:
     finally:
         server.stop()
 
+    def cpu_s(a, b) -> float:
+        return (b.user - a.user) + (b.system - a.system)
+
     def cpu(a, b) -> float:
-        return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed
+        return 100.0 * cpu_s(a, b) / elapsed
 
     loads = os.getloadavg()
 
     print(
         f"fleet ingest: {args.hosts} hosts x {args.gpus} GPUs = {args.hosts * args.gpus} GPUs at 1 Hz, "
-        f"{args.dashboards} dashboards, {elapsed:.1f} s measured after {args.warmup:.0f} s warm-up"
+        f"{args.dashboards} dashboards ({procs} client processes), {args.workers} console "
+        f"process{'es' if args.workers > 1 else ''}, {elapsed:.1f} s measured after {args.warmup:.0f} s warm-up"
     )
     print(
         f"  DB: {os.environ['DATABASE_URL'].rsplit('@', 1)[-1]}  channel layer: Redis {os.environ['REDIS_URL'].rsplit('@', 1)[-1]}"
@@ -372,6 +434,13 @@ async def main_async(args) -> int:
         f"agent simulator {cpu(my_cpu0, my_cpu1):.0f}%; dashboard clients {100 * dash['cpu_s'] / (elapsed + args.warmup):.0f}% "
         f"(whole run); {os.cpu_count()} cores, load avg {loads[0]:.2f} / {loads[1]:.2f} / {loads[2]:.2f} (1/5/15 min)"
     )
+    # Load-independent: the console's CPU time per 1,000 agent frames received (each frame is
+    # one host's sample with all its GPUs), whatever else the machine was running.
+    frames = max(1, res.sent_messages)
+    print(
+        f"  console CPU per 1,000 agent frames: {1000 * cpu_s(server_cpu0, server_cpu1) / frames:.3f} s "
+        f"({frames} frames of {args.gpus} GPUs)"
+    )
     if res.agent_errors:
         print(f"  agent connection errors (each retried, as the agent does): {res.agent_errors}")
     ok = bool(dash["n"]) and dash["p95"] < 500
@@ -379,9 +448,11 @@ async def main_async(args) -> int:
     return 0
 
 
-def console_start(port: int | None = None, *, workers: int = 1):
-    """The console under test (tests.support.live_server), ready when /healthz answers."""
+def console_start(port: int | None = None, *, workers: int = 1, profile: str | None = None):
+    """The console under test (tests.support.live_server), ready when /healthz answers;
+    under cProfile (every thread, written to ``profile`` when it stops) if asked."""
     return console_server_start(
+        launcher=(str(ROOT / "bench" / "profiled.py"), str(Path(profile).resolve())) if profile else (),
         # DEBUG off, as in production: DEBUG keeps every SQL statement in memory
         # (CursorDebugWrapper) and makes WhiteNoise look at the disk on every static request.
         env={**os.environ, "DEBUG": os.environ.get("DEBUG", "0")},
