@@ -10,7 +10,11 @@ runs real websocket clients speaking the agent protocol (hello, then one sample 
 every GPU per second, ``ts`` = send time) and dashboard clients with a staff session.
 Prints sustained samples/s (sent, delivered to dashboards, persisted), agent -> dashboard
 latency p50/p95/max (from the sample's ``ts`` to its arrival at each dashboard), and the
-server's and this client's CPU. Everything is bounded in time and runs on 127.0.0.1 only.
+server's and this client's CPU, and the console's CPU seconds per 1,000 agent frames (the
+figure that does not depend on what else the machine runs). ``--save F.json`` keeps the
+headline figures, ``--baseline F.json`` prints a later run next to them (before/after a
+change); ``--profile F.prof`` runs the console under cProfile in every thread.
+Everything is bounded in time and runs on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="console processes (uvicorn --workers)")
+    p.add_argument("--save", metavar="FILE.json", help="write the headline figures here (a later --baseline)")
+    p.add_argument("--baseline", metavar="FILE.json", help="print the figures next to a run saved with --save")
     p.add_argument(
         "--profile", metavar="OUT.prof", help="run the console under cProfile, every thread (bench/profiled.py)"
     )
@@ -445,7 +451,40 @@ async def main_async(args) -> int:
         print(f"  agent connection errors (each retried, as the agent does): {res.agent_errors}")
     ok = bool(dash["n"]) and dash["p95"] < 500
     print(f"  target p95 < 500 ms: {'met' if ok else 'NOT met'}")
+    figures = {
+        "hosts": args.hosts,
+        "gpus": args.gpus,
+        "workers": args.workers,
+        "p50_ms": dash["p50"],
+        "p95_ms": dash["p95"],
+        "console_p95_ms": dash["server_p95"],
+        "cpu_s_per_1000_frames": 1000 * cpu_s(server_cpu0, server_cpu1) / frames,
+        "persisted_per_s": persisted / elapsed,
+        "sent_per_s": res.sent_samples / elapsed,
+        "load_1min": loads[0],
+    }
+    if args.baseline:
+        baseline_compare(figures, json.loads(Path(args.baseline).read_text()), args.baseline)
+    if args.save:
+        Path(args.save).write_text(json.dumps(figures, indent=1) + "\n")
     return 0
+
+
+def baseline_compare(now: dict, before: dict, name: str) -> None:
+    """Print this run's headline figures next to a run saved with --save (e.g. before a change)."""
+    if (before.get("hosts"), before.get("workers")) != (now["hosts"], now["workers"]):
+        print(f"  baseline {name}: another shape ({before.get('hosts')} hosts, {before.get('workers')} workers)")
+        return
+    print(f"  against the baseline {name} (load avg {before['load_1min']:.2f} then, {now['load_1min']:.2f} now):")
+    for key, label in (
+        ("cpu_s_per_1000_frames", "console CPU s per 1,000 frames"),
+        ("p95_ms", "agent->dashboard p95 ms"),
+        ("console_p95_ms", "in-console p95 ms"),
+        ("persisted_per_s", "GPU samples persisted/s"),
+    ):
+        a, b = before.get(key), now[key]
+        if a:
+            print(f"    {label:32s} {a:9.3f} -> {b:9.3f}  ({100 * (b - a) / a:+.0f}%)")
 
 
 def console_start(port: int | None = None, *, workers: int = 1, profile: str | None = None):
