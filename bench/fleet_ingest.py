@@ -177,6 +177,7 @@ class Results:
         self.dashboard_messages = 0
         self.latencies: list[float] = []
         self.server_latencies: list[float] = []  # agent ts -> the console encoding the batch (sent_at)
+        self.deliveries: list[float] = []  # per batch: encoded (sent_at) -> at a dashboard
         self.measuring = False
         self.agent_errors = 0
 
@@ -263,6 +264,7 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
             if msg.get("type") != "nodes" or not start <= now < end:
                 continue
             res.dashboard_messages += 1
+            res.deliveries.append(now - msg["sent_at"])
             for node in msg["nodes"]:
                 if node.get("gpus") and node.get("ts"):
                     res.received_gpu_readings += len(node["gpus"])
@@ -284,6 +286,7 @@ async def dashboards_main(args) -> int:
                 "readings": res.received_gpu_readings,
                 "lat_ms": [round(x * 1000, 1) for x in res.latencies],
                 "server_ms": [round(x * 1000, 1) for x in res.server_latencies],
+                "delivery_ms": [round(x * 1000, 1) for x in res.deliveries],
                 "cpu_s": me.user + me.system,
             }
         )
@@ -295,6 +298,7 @@ def dashboards_merge(outputs: list[dict]) -> dict:
     """The dashboard processes' figures as one: counts summed, percentiles over every reading."""
     lat = [x for out in outputs for x in out["lat_ms"]]
     srv = [x for out in outputs for x in out["server_ms"]]
+    delivery = [x for out in outputs for x in out["delivery_ms"]]
     return {
         "messages": sum(out["messages"] for out in outputs),
         "readings": sum(out["readings"] for out in outputs),
@@ -304,6 +308,8 @@ def dashboards_merge(outputs: list[dict]) -> dict:
         "max": max(lat) if lat else None,
         "server_p50": statistics.median(srv) if srv else None,
         "server_p95": pct(srv, 0.95) if srv else None,
+        "delivery_p50": statistics.median(delivery) if delivery else None,
+        "delivery_p95": pct(delivery, 0.95) if delivery else None,
         "cpu_s": sum(out["cpu_s"] for out in outputs),
     }
 
@@ -433,6 +439,11 @@ async def main_async(args) -> int:
         print(
             f"    of which in the console (agent ts -> batch encoded): p50 {dash['server_p50']:.0f} ms, "
             f"p95 {dash['server_p95']:.0f} ms; the rest is the socket and the dashboard clients' own queue"
+        )
+        relay = ", and with several console processes the relay of the others' batches through Redis"
+        print(
+            f"    a batch from encoded to a dashboard: p50 {dash['delivery_p50']:.0f} ms, p95 {dash['delivery_p95']:.0f} ms "
+            f"(the socket, the client's queue{relay if args.workers > 1 else ''})"
         )
     print(
         f"  CPU: server (uvicorn, {args.workers} process{'es' if args.workers > 1 else ''}) "
