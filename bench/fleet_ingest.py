@@ -180,6 +180,7 @@ class Results:
         self.deliveries: list[float] = []  # per batch: encoded (sent_at) -> at a dashboard
         self.measuring = False
         self.agent_errors = 0
+        self.dashboard_errors = 0
 
 
 async def run_agent(url: str, name: str, token: str, gpus: int, stop: asyncio.Event, res: Results, protocol) -> None:
@@ -249,6 +250,19 @@ async def _drain(ws) -> None:
 async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
     import websockets
 
+    end = window[1]
+    while time.time() < end:  # a browser reconnects too (a handshake can time out while 625 agents connect)
+        try:
+            await _dashboard_session(url, cookie, window, res)
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            res.dashboard_errors += 1
+            print(f"dashboard: {type(exc).__name__}: {exc}", file=sys.stderr)
+            await asyncio.sleep(0.5)
+
+
+async def _dashboard_session(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
+    import websockets
+
     start, end = window
     origin = "http://" + url.split("/")[2]  # our own page's origin (dashboards check it)
     async with websockets.connect(
@@ -287,6 +301,7 @@ async def dashboards_main(args) -> int:
                 "lat_ms": [round(x * 1000, 1) for x in res.latencies],
                 "server_ms": [round(x * 1000, 1) for x in res.server_latencies],
                 "delivery_ms": [round(x * 1000, 1) for x in res.deliveries],
+                "errors": res.dashboard_errors,
                 "cpu_s": me.user + me.system,
             }
         )
@@ -311,6 +326,7 @@ def dashboards_merge(outputs: list[dict]) -> dict:
         "delivery_p50": statistics.median(delivery) if delivery else None,
         "delivery_p95": pct(delivery, 0.95) if delivery else None,
         "cpu_s": sum(out["cpu_s"] for out in outputs),
+        "errors": sum(out["errors"] for out in outputs),
     }
 
 
@@ -393,6 +409,8 @@ async def main_async(args) -> int:
         elapsed = time.monotonic() - t0
         server_cpu1, my_cpu1 = cpu_total(server_procs), me.cpu_times()
         outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in dash_procs)), timeout=60)
+        if not all(out.strip() for out, _ in outs):
+            raise RuntimeError("a dashboard client process printed no figures (its error is above)")
         dash = dashboards_merge([json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs])
         await asyncio.sleep(2.5)  # let the last persist interval land
         persisted = await sync_to_async(persisted_count)(*window)
@@ -458,8 +476,11 @@ async def main_async(args) -> int:
         f"  console CPU per 1,000 agent frames: {1000 * cpu_s(server_cpu0, server_cpu1) / frames:.3f} s "
         f"({frames} frames of {args.gpus} GPUs)"
     )
-    if res.agent_errors:
-        print(f"  agent connection errors (each retried, as the agent does): {res.agent_errors}")
+    if res.agent_errors or dash["errors"]:
+        print(
+            f"  connection errors (each retried, as the agent and the page do): agents {res.agent_errors}, "
+            f"dashboards {dash['errors']}"
+        )
     ok = bool(dash["n"]) and dash["p95"] < 500
     print(f"  target p95 < 500 ms: {'met' if ok else 'NOT met'}")
     figures = {
