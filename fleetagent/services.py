@@ -104,14 +104,24 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
     }
     if hello.get("gpu_model"):
         fields["gpu_model"] = str(hello["gpu_model"])[:64]
-    # Two conditional UPDATEs, no row lock held across round trips: 625 agents say hello at
-    # once after a console restart, while the heartbeat UPDATE touches every node each second.
-    Node.objects.filter(pk=node_id).update(**fields)
+    # One UPDATE, no row lock held across round trips: 625 agents say hello at once after a
+    # console restart, while the heartbeat UPDATE touches every node each second.
     # A restart in progress ends when the agent comes back (a crashed agent re-registers);
-    # draining is an ops decision (Node.drained) and survives reconnects.
-    Node.objects.filter(pk=node_id, state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING)).update(
-        state=Case(When(drained=True, then=Value(NodeState.DRAINING)), default=Value(NodeState.ONLINE)),
-        state_reason=Case(When(drained=True, then=Value("drained by ops")), default=Value("")),
+    # draining is an ops decision (Node.drained) and survives reconnects. (Every SET sees the
+    # row as it was, so both CASEs ask about the old state.)
+    back = Q(state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING))
+    Node.objects.filter(pk=node_id).update(
+        **fields,
+        state=Case(
+            When(back & Q(drained=True), then=Value(NodeState.DRAINING)),
+            When(back, then=Value(NodeState.ONLINE)),
+            default=F("state"),
+        ),
+        state_reason=Case(
+            When(back & Q(drained=True), then=Value("drained by ops")),
+            When(back, then=Value("")),
+            default=F("state_reason"),
+        ),
     )
     return Node.objects.get(pk=node_id)
 
