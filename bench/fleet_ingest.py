@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -59,7 +60,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--nodes-file", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--cookie", help=argparse.SUPPRESS)
-    p.add_argument("--window", type=float, nargs=2, help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -249,11 +249,12 @@ async def _drain(ws) -> None:
         pass
 
 
-async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
+async def run_dashboard(url: str, cookie: str, window: list[float], res: Results) -> None:
+    """One dashboard until the end of ``window`` ([start, end], set by the main process once
+    the fleet is connected; infinite until then)."""
     import websockets
 
-    end = window[1]
-    while time.time() < end:  # a browser reconnects too (a handshake can time out while 625 agents connect)
+    while time.time() < window[1]:  # a browser reconnects too (a handshake can time out while 625 agents connect)
         try:
             await _dashboard_session(url, cookie, window, res)
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
@@ -262,22 +263,21 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
             await asyncio.sleep(0.5)
 
 
-async def _dashboard_session(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
+async def _dashboard_session(url: str, cookie: str, window: list[float], res: Results) -> None:
     import websockets
 
-    start, end = window
     origin = "http://" + url.split("/")[2]  # our own page's origin (dashboards check it)
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie}, origin=origin, max_size=None, max_queue=None
     ) as ws:
-        while time.time() < end:
+        while time.time() < window[1]:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
             except TimeoutError:
                 continue
             now = time.time()
             msg = json.loads(raw)
-            if msg.get("type") != "nodes" or not start <= now < end:
+            if msg.get("type") != "nodes" or not window[0] <= now < window[1]:
                 continue
             res.dashboard_messages += 1
             res.deliveries.append(now - msg["sent_at"])
@@ -292,8 +292,16 @@ async def dashboards_main(args) -> int:
     """Child role: ``--dashboards`` dashboard clients; prints what they saw as one JSON line."""
     client_gc_tune()
     res = Results()
-    window = tuple(args.window)
+    window = [math.inf, math.inf]
+
+    async def window_read() -> None:
+        # One line on stdin, "START END", once the fleet is connected and warm.
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        window[:] = [float(x) for x in line.split()]
+
+    reader = asyncio.create_task(window_read())
     await asyncio.gather(*(run_dashboard(args.url, args.cookie, window, res) for _ in range(args.dashboards)))
+    await reader
     me = psutil_process().cpu_times()
     print(
         json.dumps(
@@ -372,17 +380,6 @@ async def main_async(args) -> int:
         res = Results()
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
-        agents_started = time.monotonic()
-        agents = [
-            asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
-        ]
-        # The fleet connects first (a console restart, in effect: all hellos within seconds),
-        # so the measured window holds steady running only.
-        deadline = time.monotonic() + 120
-        while len(res.welcomed) < len(nodes) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        all_welcomed_s = time.monotonic() - agents_started
-        window = (time.time() + args.warmup, time.time() + args.warmup + args.duration)
         # Several processes, as browsers are: one process parsing 20 copies of each batch in
         # turn made the last dashboard's latency include the other 19's parsing.
         procs = max(1, min(args.dashboard_procs, args.dashboards))
@@ -399,14 +396,26 @@ async def main_async(args) -> int:
                 base + "/ws/ops/fleet/",
                 "--cookie",
                 cookie,
-                "--window",
-                str(window[0]),
-                str(window[1]),
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 cwd=ROOT,
             )
             for share in shares
         ]
+        agents_started = time.monotonic()
+        agents = [
+            asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
+        ]
+        # The dashboards are open while the fleet connects (a console restart, in effect: every
+        # hello within seconds); the measured window, after a warm-up, holds steady running only.
+        deadline = time.monotonic() + 120
+        while len(res.welcomed) < len(nodes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        all_welcomed_s = time.monotonic() - agents_started
+        window = (time.time() + args.warmup, time.time() + args.warmup + args.duration)
+        for proc in dash_procs:
+            proc.stdin.write(f"{window[0]} {window[1]}\n".encode())
+            await proc.stdin.drain()
         await asyncio.sleep(max(0.0, window[0] - time.time()))
         server_procs = server_processes(server)
         me = psutil.Process()
