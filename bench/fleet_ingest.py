@@ -10,7 +10,11 @@ runs real websocket clients speaking the agent protocol (hello, then one sample 
 every GPU per second, ``ts`` = send time) and dashboard clients with a staff session.
 Prints sustained samples/s (sent, delivered to dashboards, persisted), agent -> dashboard
 latency p50/p95/max (from the sample's ``ts`` to its arrival at each dashboard), and the
-server's and this client's CPU. Everything is bounded in time and runs on 127.0.0.1 only.
+server's and this client's CPU, and the console's CPU seconds per 1,000 agent frames (the
+figure that does not depend on what else the machine runs). ``--save F.json`` keeps the
+headline figures, ``--baseline F.json`` prints a later run next to them (before/after a
+change); ``--profile F.prof`` runs the console under cProfile in every thread.
+Everything is bounded in time and runs on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
@@ -39,17 +44,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hosts", type=int, default=125)
     p.add_argument("--gpus", type=int, default=8, help="GPUs per host")
     p.add_argument("--dashboards", type=int, default=20)
+    p.add_argument("--dashboard-procs", type=int, default=4, help="processes the dashboard clients run in")
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="console processes (uvicorn --workers)")
+    p.add_argument("--save", metavar="FILE.json", help="write the headline figures here (a later --baseline)")
+    p.add_argument("--baseline", metavar="FILE.json", help="print the figures next to a run saved with --save")
+    p.add_argument(
+        "--profile", metavar="OUT.prof", help="run the console under cProfile, every thread (bench/profiled.py)"
+    )
     # Internal: the dashboards run in a child process so their JSON parsing does not delay
     # the simulated agents' loop (and the other way round).
     p.add_argument("--role", choices=["main", "dashboards", "agents"], default="main", help=argparse.SUPPRESS)
     p.add_argument("--nodes-file", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--cookie", help=argparse.SUPPRESS)
-    p.add_argument("--window", type=float, nargs=2, help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -111,6 +121,7 @@ async def agents_main(args) -> int:
     """Child role: the simulated agents only (the browser benchmark keeps them off its own loop)."""
     from fleetagent import protocol
 
+    client_gc_tune()
     nodes = json.loads(Path(args.nodes_file).read_text())
     res = Results()
     stop = asyncio.Event()
@@ -137,6 +148,27 @@ def gpu_reading(index: int) -> dict:
     }
 
 
+class Jobs:
+    """A busy host's job figures: jobs start and finish, so the cumulative counts (stored with the
+    node, for /metrics) change most seconds and the running count now and then, as on a real fleet."""
+
+    def __init__(self) -> None:
+        self.running = random.randint(0, 4)
+        self.succeeded = random.randint(0, 1000)
+
+    def tick(self) -> dict:
+        if random.random() < 0.2:
+            self.running = max(0, min(8, self.running + random.choice((-1, 1))))
+        self.succeeded += random.random() < 0.7
+        return {
+            "jobs_running": self.running,
+            "jobs_queued": 0,
+            "success_rate_5m": 1.0,
+            "draining": False,
+            "jobs_total": {"succeeded": self.succeeded},
+        }
+
+
 class Results:
     def __init__(self) -> None:
         self.sent_samples = 0  # GPU readings
@@ -145,8 +177,11 @@ class Results:
         self.dashboard_messages = 0
         self.latencies: list[float] = []
         self.server_latencies: list[float] = []  # agent ts -> the console encoding the batch (sent_at)
+        self.deliveries: list[float] = []  # per batch: encoded (sent_at) -> at a dashboard
         self.measuring = False
         self.agent_errors = 0
+        self.dashboard_errors = 0
+        self.welcomed: dict[str, float] = {}  # agent -> when its welcome came (monotonic)
 
 
 async def run_agent(url: str, name: str, token: str, gpus: int, stop: asyncio.Event, res: Results, protocol) -> None:
@@ -185,9 +220,11 @@ async def _agent_session(url, name, token, gpus, stop, res, protocol) -> None:
             )
         )
         await ws.recv()
+        res.welcomed[name] = time.monotonic()  # the latest welcome: a reconnect counts again
         seq = 0
         next_at = time.monotonic()
         drain = asyncio.create_task(_drain(ws))
+        jobs = Jobs()
         while not stop.is_set():
             seq += 1
             text = protocol.message_encode(
@@ -196,7 +233,7 @@ async def _agent_session(url, name, token, gpus, stop, res, protocol) -> None:
                 ts=time.time(),
                 gpus=[gpu_reading(i) for i in range(gpus)],
                 host={"cpu_percent": 10.0, "ram_used_mb": 9000.0, "ram_total_mb": 64000.0},
-                node={"jobs_running": 1, "jobs_queued": 0, "success_rate_5m": 1.0, "draining": False},
+                node=jobs.tick(),
             )
             await ws.send(text)
             if res.measuring:
@@ -212,18 +249,31 @@ async def _drain(ws) -> None:
         pass
 
 
-async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res: Results) -> None:
+async def run_dashboard(url: str, cookie: str, window: list[float], res: Results) -> None:
+    """One dashboard until the end of ``window`` ([start, end], set by the main process once
+    the fleet is connected; infinite until then)."""
+    import websockets
+
+    while time.time() < window[1]:  # a browser reconnects too (a handshake can time out while 625 agents connect)
+        try:
+            await _dashboard_session(url, cookie, window, res)
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            res.dashboard_errors += 1
+            print(f"dashboard: {type(exc).__name__}: {exc}", file=sys.stderr)
+            await asyncio.sleep(0.5)
+
+
+async def _dashboard_session(url: str, cookie: str, window: list[float], res: Results) -> None:
     import websockets
 
     from console.consumers.wire import DashboardCopy
 
-    start, end = window
     copy = DashboardCopy()
     origin = "http://" + url.split("/")[2]  # our own page's origin (dashboards check it)
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie}, origin=origin, max_size=None, max_queue=None
     ) as ws:
-        while time.time() < end:
+        while time.time() < window[1]:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
             except TimeoutError:
@@ -234,9 +284,10 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
             entries = copy.apply(msg)  # batches are deltas: the readings are the copy's
             if copy.gaps > gaps:
                 await ws.send(copy.RESYNC)
-            if msg.get("type") != "nodes" or not entries or not start <= now < end:
+            if msg.get("type") != "nodes" or not entries or not window[0] <= now < window[1]:
                 continue
             res.dashboard_messages += 1
+            res.deliveries.append(now - msg["sent_at"])
             for node in entries:
                 if node.get("ts"):
                     res.received_gpu_readings += len(copy.nodes[node["id"]].get("gpus") or ())
@@ -245,28 +296,64 @@ async def run_dashboard(url: str, cookie: str, window: tuple[float, float], res:
 
 
 async def dashboards_main(args) -> int:
+    """Child role: ``--dashboards`` dashboard clients; prints what they saw as one JSON line."""
+    client_gc_tune()
     res = Results()
-    window = tuple(args.window)
+    window = [math.inf, math.inf]
+
+    async def window_read() -> None:
+        # One line on stdin, "START END", once the fleet is connected and warm.
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        window[:] = [float(x) for x in line.split()]
+
+    reader = asyncio.create_task(window_read())
     await asyncio.gather(*(run_dashboard(args.url, args.cookie, window, res) for _ in range(args.dashboards)))
-    lat = [x * 1000 for x in res.latencies]
-    srv = [x * 1000 for x in res.server_latencies]
+    await reader
     me = psutil_process().cpu_times()
     print(
         json.dumps(
             {
                 "messages": res.dashboard_messages,
                 "readings": res.received_gpu_readings,
-                "n": len(lat),
-                "p50": statistics.median(lat) if lat else None,
-                "p95": pct(lat, 0.95) if lat else None,
-                "max": max(lat) if lat else None,
-                "server_p50": statistics.median(srv) if srv else None,
-                "server_p95": pct(srv, 0.95) if srv else None,
+                "lat_ms": [round(x * 1000, 1) for x in res.latencies],
+                "server_ms": [round(x * 1000, 1) for x in res.server_latencies],
+                "delivery_ms": [round(x * 1000, 1) for x in res.deliveries],
+                "errors": res.dashboard_errors,
                 "cpu_s": me.user + me.system,
             }
         )
     )
     return 0
+
+
+def dashboards_merge(outputs: list[dict]) -> dict:
+    """The dashboard processes' figures as one: counts summed, percentiles over every reading."""
+    lat = [x for out in outputs for x in out["lat_ms"]]
+    srv = [x for out in outputs for x in out["server_ms"]]
+    delivery = [x for out in outputs for x in out["delivery_ms"]]
+    return {
+        "messages": sum(out["messages"] for out in outputs),
+        "readings": sum(out["readings"] for out in outputs),
+        "n": len(lat),
+        "p50": statistics.median(lat) if lat else None,
+        "p95": pct(lat, 0.95) if lat else None,
+        "max": max(lat) if lat else None,
+        "server_p50": statistics.median(srv) if srv else None,
+        "server_p95": pct(srv, 0.95) if srv else None,
+        "delivery_p50": statistics.median(delivery) if delivery else None,
+        "delivery_p95": pct(delivery, 0.95) if delivery else None,
+        "cpu_s": sum(out["cpu_s"] for out in outputs),
+        "errors": sum(out["errors"] for out in outputs),
+    }
+
+
+def client_gc_tune() -> None:
+    """The benchmark's own clients parse and build thousands of short-lived objects a second:
+    with the collector's defaults its pauses showed up as agent -> dashboard latency."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def psutil_process():
@@ -284,11 +371,13 @@ async def main_async(args) -> int:
     import psutil
     from asgiref.sync import sync_to_async
 
+    client_gc_tune()  # this process runs the simulated agents
+
     from fleetagent import protocol
 
     nodes, cookie = await sync_to_async(setup_fleet)(args.hosts)
     try:
-        server = await asyncio.to_thread(console_start, args.port or None, workers=args.workers)
+        server = await asyncio.to_thread(console_start, args.port or None, workers=args.workers, profile=args.profile)
     except RuntimeError as exc:
         print(f"uvicorn did not start: {exc}", file=sys.stderr)
         return 1
@@ -298,27 +387,42 @@ async def main_async(args) -> int:
         res = Results()
         stop = asyncio.Event()
         base = f"ws://127.0.0.1:{port}"
-        window = (time.time() + args.warmup, time.time() + args.warmup + args.duration)
-        dash_proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--role",
-            "dashboards",
-            "--dashboards",
-            str(args.dashboards),
-            "--url",
-            base + "/ws/ops/fleet/",
-            "--cookie",
-            cookie,
-            "--window",
-            str(window[0]),
-            str(window[1]),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-        )
+        # Several processes, as browsers are: one process parsing 20 copies of each batch in
+        # turn made the last dashboard's latency include the other 19's parsing.
+        procs = max(1, min(args.dashboard_procs, args.dashboards))
+        shares = [args.dashboards // procs + (i < args.dashboards % procs) for i in range(procs)]
+        dash_procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--role",
+                "dashboards",
+                "--dashboards",
+                str(share),
+                "--url",
+                base + "/ws/ops/fleet/",
+                "--cookie",
+                cookie,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for share in shares
+        ]
+        agents_started = time.monotonic()
         agents = [
             asyncio.create_task(run_agent(base + "/ws/agent/", n, t, args.gpus, stop, res, protocol)) for n, t in nodes
         ]
+        # The dashboards are open while the fleet connects (a console restart, in effect: every
+        # hello within seconds); the measured window, after a warm-up, holds steady running only.
+        deadline = time.monotonic() + 120
+        while len(res.welcomed) < len(nodes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        all_welcomed_s = time.monotonic() - agents_started
+        window = (time.time() + args.warmup, time.time() + args.warmup + args.duration)
+        for proc in dash_procs:
+            proc.stdin.write(f"{window[0]} {window[1]}\n".encode())
+            await proc.stdin.drain()
         await asyncio.sleep(max(0.0, window[0] - time.time()))
         server_procs = server_processes(server)
         me = psutil.Process()
@@ -329,8 +433,10 @@ async def main_async(args) -> int:
         res.measuring = False
         elapsed = time.monotonic() - t0
         server_cpu1, my_cpu1 = cpu_total(server_procs), me.cpu_times()
-        out, _ = await asyncio.wait_for(dash_proc.communicate(), timeout=30)
-        dash = json.loads(out.decode().strip().splitlines()[-1])
+        outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in dash_procs)), timeout=60)
+        if not all(out.strip() for out, _ in outs):
+            raise RuntimeError("a dashboard client process printed no figures (its error is above)")
+        dash = dashboards_merge([json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs])
         await asyncio.sleep(2.5)  # let the last persist interval land
         persisted = await sync_to_async(persisted_count)(*window)
         stop.set()
@@ -339,14 +445,18 @@ async def main_async(args) -> int:
     finally:
         server.stop()
 
+    def cpu_s(a, b) -> float:
+        return (b.user - a.user) + (b.system - a.system)
+
     def cpu(a, b) -> float:
-        return 100.0 * ((b.user - a.user) + (b.system - a.system)) / elapsed
+        return 100.0 * cpu_s(a, b) / elapsed
 
     loads = os.getloadavg()
 
     print(
         f"fleet ingest: {args.hosts} hosts x {args.gpus} GPUs = {args.hosts * args.gpus} GPUs at 1 Hz, "
-        f"{args.dashboards} dashboards, {elapsed:.1f} s measured after {args.warmup:.0f} s warm-up"
+        f"{args.dashboards} dashboards ({procs} client processes), {args.workers} console "
+        f"process{'es' if args.workers > 1 else ''}, {elapsed:.1f} s measured after {args.warmup:.0f} s warm-up"
     )
     print(
         f"  DB: {os.environ['DATABASE_URL'].rsplit('@', 1)[-1]}  channel layer: Redis {os.environ['REDIS_URL'].rsplit('@', 1)[-1]}"
@@ -373,22 +483,80 @@ async def main_async(args) -> int:
             f"    of which in the console (agent ts -> batch encoded): p50 {dash['server_p50']:.0f} ms, "
             f"p95 {dash['server_p95']:.0f} ms; the rest is the socket and the dashboard clients' own queue"
         )
+        relay = ", and with several console processes the relay of the others' batches through Redis"
+        print(
+            f"    a batch from encoded to a dashboard: p50 {dash['delivery_p50']:.0f} ms, p95 {dash['delivery_p95']:.0f} ms "
+            f"(the socket, the client's queue{relay if args.workers > 1 else ''})"
+        )
     print(
         f"  CPU: server (uvicorn, {args.workers} process{'es' if args.workers > 1 else ''}) "
         f"{cpu(server_cpu0, server_cpu1):.0f}% of one core in all; "
         f"agent simulator {cpu(my_cpu0, my_cpu1):.0f}%; dashboard clients {100 * dash['cpu_s'] / (elapsed + args.warmup):.0f}% "
         f"(whole run); {os.cpu_count()} cores, load avg {loads[0]:.2f} / {loads[1]:.2f} / {loads[2]:.2f} (1/5/15 min)"
     )
-    if res.agent_errors:
-        print(f"  agent connection errors (each retried, as the agent does): {res.agent_errors}")
+    # Load-independent: the console's CPU time per 1,000 agent frames received (each frame is
+    # one host's sample with all its GPUs), whatever else the machine was running.
+    frames = max(1, res.sent_messages)
+    print(
+        f"  console CPU per 1,000 agent frames: {1000 * cpu_s(server_cpu0, server_cpu1) / frames:.3f} s "
+        f"({frames} frames of {args.gpus} GPUs)"
+    )
+    # What a console restart looks like to the fleet: every agent connecting within seconds
+    # (the simulated hosts spread their first attempt over 3 s, as jittered backoff does).
+    print(
+        f"  agents welcomed before the warm-up: {len(res.welcomed)} of {len(nodes)}, "
+        f"all {all_welcomed_s:.1f} s after the first tried to connect"
+    )
+    if res.agent_errors or dash["errors"]:
+        print(
+            f"  connection errors (each retried, as the agent and the page do): agents {res.agent_errors}, "
+            f"dashboards {dash['errors']}"
+        )
     ok = bool(dash["n"]) and dash["p95"] < 500
     print(f"  target p95 < 500 ms: {'met' if ok else 'NOT met'}")
+    figures = {
+        "hosts": args.hosts,
+        "gpus": args.gpus,
+        "workers": args.workers,
+        "p50_ms": dash["p50"],
+        "p95_ms": dash["p95"],
+        "console_p95_ms": dash["server_p95"],
+        "cpu_s_per_1000_frames": 1000 * cpu_s(server_cpu0, server_cpu1) / frames,
+        "persisted_per_s": persisted / elapsed,
+        "sent_per_s": res.sent_samples / elapsed,
+        "load_1min": loads[0],
+        "all_welcomed_s": all_welcomed_s,
+    }
+    if args.baseline:
+        baseline_compare(figures, json.loads(Path(args.baseline).read_text()), args.baseline)
+    if args.save:
+        Path(args.save).write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
-def console_start(port: int | None = None, *, workers: int = 1):
-    """The console under test (tests.support.live_server), ready when /healthz answers."""
+def baseline_compare(now: dict, before: dict, name: str) -> None:
+    """Print this run's headline figures next to a run saved with --save (e.g. before a change)."""
+    if (before.get("hosts"), before.get("workers")) != (now["hosts"], now["workers"]):
+        print(f"  baseline {name}: another shape ({before.get('hosts')} hosts, {before.get('workers')} workers)")
+        return
+    print(f"  against the baseline {name} (load avg {before['load_1min']:.2f} then, {now['load_1min']:.2f} now):")
+    for key, label in (
+        ("cpu_s_per_1000_frames", "console CPU s per 1,000 frames"),
+        ("p95_ms", "agent->dashboard p95 ms"),
+        ("console_p95_ms", "in-console p95 ms"),
+        ("persisted_per_s", "GPU samples persisted/s"),
+        ("all_welcomed_s", "s until every agent was welcomed"),
+    ):
+        a, b = before.get(key), now[key]
+        if a:
+            print(f"    {label:32s} {a:9.3f} -> {b:9.3f}  ({100 * (b - a) / a:+.0f}%)")
+
+
+def console_start(port: int | None = None, *, workers: int = 1, profile: str | None = None):
+    """The console under test (tests.support.live_server), ready when /healthz answers;
+    under cProfile (every thread, written to ``profile`` when it stops) if asked."""
     return console_server_start(
+        launcher=(str(ROOT / "bench" / "profiled.py"), str(Path(profile).resolve())) if profile else (),
         # DEBUG off, as in production: DEBUG keeps every SQL statement in memory
         # (CursorDebugWrapper) and makes WhiteNoise look at the disk on every static request.
         env={**os.environ, "DEBUG": os.environ.get("DEBUG", "0")},

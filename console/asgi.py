@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP (Django), websockets (Channels) and, on the embedded default,
 the in-process services started through the ASGI lifespan protocol."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -44,3 +45,14 @@ async def application(scope, receive, send):
         await _lifespan(receive, send)
         return
     await router(scope, receive, send)
+
+
+# The garbage collector, tuned for a long-running server: a fleet of 5,000 GPUs sends 625
+# frames a second, each a few hundred short-lived dicts and lists, and with the default
+# threshold (700) the collector ran about 40 times a second and every full collection walked
+# Django's whole heap again (pauses of 0.3-0.7 s on a loaded machine, every dashboard's batch
+# held up behind them). What exists once the app is loaded stays for the process's life:
+# frozen, later collections never walk it; short-lived objects mostly die before a collection.
+GC_THRESHOLD = (20_000, 10, 10)
+gc.freeze()
+gc.set_threshold(*GC_THRESHOLD)

@@ -9,7 +9,8 @@ from the database at scrape time, so any console process answers for the whole f
 
 Job figures are counters and histograms, never precomputed percentiles: each agent reports its
 cumulative outcome counts and latency/RTF bucket counts (checked by fleetagent.frames), exposed
-per node. A node can only misreport its own series. HTTP requests are counted per route and
+per node. A node can only misreport its own series. Tokens charged are summed from the billing
+ledger per plan in a fixed number of queries (not one per tenant). HTTP requests are counted per route and
 status by ``http_metrics_middleware`` in this process (in prometheus_client's multiprocess
 mode when PROMETHEUS_MULTIPROC_DIR is set, as for ``uvicorn --workers N``).
 """
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from billing.selectors import tokens_charged_by_plan
 from fleetagent.choices import NodeState
 from fleetagent.protocol import JOB_RTF_BUCKETS, JOB_SECONDS_BUCKETS
 from fleetagent.selectors import node_snapshot_list
@@ -161,6 +163,21 @@ class FleetCollector:
         yield from (jobs, seconds, rtf)
 
 
+class BillingCollector:
+    """Tokens charged, by plan, from the billing ledger when Prometheus scrapes (a fixed,
+    small label set: one series per plan, however many tenants there are)."""
+
+    def collect(self):
+        charged = CounterMetricFamily(
+            "voxfleet_tokens_charged",
+            "Tokens charged to tenants (settled jobs), by the plan the tenant was on when charged.",
+            labels=("plan",),
+        )
+        for plan, tokens in tokens_charged_by_plan().items():
+            charged.add_metric([plan], float(tokens))
+        yield charged
+
+
 # --- HTTP requests (this process; summed across processes in multiprocess mode) -------------
 
 _local = CollectorRegistry(auto_describe=True)
@@ -215,9 +232,10 @@ def http_metrics_middleware(get_response):
 
 
 def metrics_text() -> bytes:
-    """The exposition: the fleet from the database, HTTP counters from this process (or all of them)."""
+    """The exposition: the fleet and billing from the database, HTTP counters from this process (or all of them)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector())
+    registry.register(BillingCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:

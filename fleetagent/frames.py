@@ -230,9 +230,16 @@ _HOST_SCHEMA = (
 
 def _fields(raw: dict, schema, prefix: str) -> dict:
     out = {}
+    get = raw.get
     for key, lo, hi, null, integer, default in schema:
-        value = raw.get(key)
-        if value is None and default is not None:
+        value = get(key)
+        # _number's fast path, inlined: about 100 readings a frame, 625 frames a second.
+        kind = type(value)
+        if kind is float and not integer and lo <= value <= hi:
+            out[key] = value
+        elif kind is int and integer and lo <= value <= hi:
+            out[key] = value
+        elif value is None and default is not None:
             out[key] = default
         else:
             out[key] = _number(value, f"{prefix}{key}", lo, hi, null=null, integer=integer)

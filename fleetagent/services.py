@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -107,14 +108,24 @@ def node_agent_connect(*, node_id: int, channel_name: str, hello: dict) -> Node:
     }
     if hello.get("gpu_model"):
         fields["gpu_model"] = str(hello["gpu_model"])[:64]
-    # Two conditional UPDATEs, no row lock held across round trips: 625 agents say hello at
-    # once after a console restart, while the heartbeat UPDATE touches every node each second.
-    Node.objects.filter(pk=node_id).update(**fields)
+    # One UPDATE, no row lock held across round trips: 625 agents say hello at once after a
+    # console restart, while the heartbeat UPDATE touches every node each second.
     # A restart in progress ends when the agent comes back (a crashed agent re-registers);
-    # draining is an ops decision (Node.drained) and survives reconnects.
-    Node.objects.filter(pk=node_id, state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING)).update(
-        state=Case(When(drained=True, then=Value(NodeState.DRAINING)), default=Value(NodeState.ONLINE)),
-        state_reason=Case(When(drained=True, then=Value("drained by ops")), default=Value("")),
+    # draining is an ops decision (Node.drained) and survives reconnects. (Every SET sees the
+    # row as it was, so both CASEs ask about the old state.)
+    back = Q(state__in=(NodeState.OFFLINE, NodeState.STUCK, NodeState.RESTARTING))
+    Node.objects.filter(pk=node_id).update(
+        **fields,
+        state=Case(
+            When(back & Q(drained=True), then=Value(NodeState.DRAINING)),
+            When(back, then=Value(NodeState.ONLINE)),
+            default=F("state"),
+        ),
+        state_reason=Case(
+            When(back & Q(drained=True), then=Value("drained by ops")),
+            When(back, then=Value("")),
+            default=F("state_reason"),
+        ),
     )
     return Node.objects.get(pk=node_id)
 
@@ -196,23 +207,19 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
     """Persist a batch of agent samples (1 s resolution) and refresh each node's heartbeat.
 
     Called once per flush interval for everything the ASGI process received, so 1,000 GPUs
-    at 1 Hz is one multi-row INSERT a second rather than a thousand, one UPDATE for all the
-    heartbeats, and a row update only for nodes whose job figures changed. Returns the ids of
+    at 1 Hz is one COPY a second rather than a thousand INSERTs, one UPDATE for all the
+    heartbeats and one for the job figures that changed (PostgreSQL). Returns the ids of
     nodes whose state changed (offline -> online on a returning heartbeat).
 
     Nodes are kept apart: the heartbeats are one statement that holds nothing a node sent; if
     the one COPY of every node's rows fails, each node's rows are stored in a transaction of
-    their own, and each node's figures are updated on their own. Whatever one node's data does,
-    it cannot roll back another node's heartbeat, samples or state.
+    their own, and if the one UPDATE of every node's job figures fails, each node's figures are
+    updated on their own. Whatever one node's data does, it cannot roll back another node's
+    heartbeat, samples or state.
     """
     if not batch:
         return []
-    nodes = {
-        n["pk"]: n
-        for n in Node.objects.filter(pk__in={node_id for node_id, _ in batch}).values(
-            "pk", "state", "drained", "jobs_running", "jobs_queued", "stats"
-        )
-    }
+    nodes = set(Node.objects.filter(pk__in={node_id for node_id, _ in batch}).values_list("pk", flat=True))
     rows_by_node: dict[int, list[tuple]] = {}
     latest: dict[int, dict] = {}
     for node_id, sample in batch:
@@ -229,34 +236,76 @@ def samples_ingest(*, batch: list[tuple[int, dict]]) -> list[int]:
     now = timezone.now()
     Node.objects.filter(pk__in=latest.keys()).update(last_seen_at=now)
     _samples_store(rows_by_node)
-    changed: list[int] = []
-    for node_id, sample in latest.items():
-        try:
-            with transaction.atomic():
-                if _node_figures_update(nodes[node_id], sample):
-                    changed.append(node_id)
-        except DatabaseError:
-            logger.exception("node %s: live figures not stored", node_id)
+    figures = {node_id: _node_figures(sample) for node_id, sample in latest.items()}
+    changed = _nodes_back_online(list(figures))
+    try:
+        with transaction.atomic():
+            _node_figures_store_all(figures)
+    except DatabaseError:
+        logger.exception("storing %d nodes' live figures at once failed; storing them node by node", len(figures))
+        for node_id, fields in figures.items():
+            try:
+                with transaction.atomic():
+                    Node.objects.filter(pk=node_id).update(**fields)
+            except DatabaseError:
+                logger.exception("node %s: live figures not stored", node_id)
     return changed
 
 
-def _node_figures_update(node: dict, sample: dict) -> bool:
-    """Store one node's job figures from its newest sample; True when its state changed."""
+def _node_figures(sample: dict) -> dict:
+    """A node's job figures (Node fields) from its newest sample."""
     stats = sample.get("node") or {}
-    fields = {
+    return {
         "jobs_running": int(stats.get("jobs_running") or 0),
         "jobs_queued": int(stats.get("jobs_queued") or 0),
         "stats": {k: stats.get(k) for k in NODE_FIELDS if k in stats},
     }
-    state_changed = node["state"] == NodeState.OFFLINE
-    if state_changed:
-        # The console decides the state it comes back in (a drained node stays drained).
-        fields["state"] = NodeState.DRAINING if node["drained"] else NodeState.ONLINE
-        fields["state_reason"] = "drained by ops" if node["drained"] else ""
-    elif all(node[k] == v for k, v in fields.items()):
-        return False
-    Node.objects.filter(pk=node["pk"]).update(**fields)
-    return state_changed
+
+
+def _nodes_back_online(node_ids: list[int]) -> list[int]:
+    """Offline nodes that heartbeat again are online (draining if ops drained them: the console
+    decides the state they come back in); returns their ids."""
+    back = list(Node.objects.filter(pk__in=node_ids, state=NodeState.OFFLINE).values_list("pk", flat=True))
+    if back:
+        Node.objects.filter(pk__in=back, state=NodeState.OFFLINE).update(
+            state=Case(When(drained=True, then=Value(NodeState.DRAINING)), default=Value(NodeState.ONLINE)),
+            state_reason=Case(When(drained=True, then=Value("drained by ops")), default=Value("")),
+        )
+    return back
+
+
+def _node_figures_store_all(figures: dict[int, dict]) -> None:
+    """Write every node's figures that differ from the stored ones.
+
+    PostgreSQL: one UPDATE from arrays (four parameters whatever the fleet's size; the
+    comparison is the database's, so unchanged rows are not rewritten). Elsewhere (SQLite, a
+    handful of nodes): an UPDATE per node whose figures changed.
+    """
+    if not figures:
+        return
+    if connection.vendor != "postgresql":
+        stored = Node.objects.filter(pk__in=figures.keys()).values("pk", "jobs_running", "jobs_queued", "stats")
+        for node in stored:
+            fields = figures[node["pk"]]
+            if any(node[k] != v for k, v in fields.items()):
+                Node.objects.filter(pk=node["pk"]).update(**fields)
+        return
+    table = connection.ops.quote_name(Node._meta.db_table)
+    ids = list(figures)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS n SET jobs_running = v.jobs_running, jobs_queued = v.jobs_queued, stats = v.stats "
+            "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::integer[]) AS jobs_running, "
+            "unnest(%s::integer[]) AS jobs_queued, unnest(%s::text[])::jsonb AS stats) AS v "
+            "WHERE n.id = v.id AND (n.jobs_running, n.jobs_queued, n.stats) "
+            "IS DISTINCT FROM (v.jobs_running, v.jobs_queued, v.stats)",
+            [
+                ids,
+                [figures[i]["jobs_running"] for i in ids],
+                [figures[i]["jobs_queued"] for i in ids],
+                [json.dumps(figures[i]["stats"]) for i in ids],
+            ],
+        )
 
 
 def _samples_store(rows_by_node: dict[int, list[tuple]]) -> None:

@@ -7,7 +7,7 @@
     plans      the plan catalogue and pending changes
     topups     top-up packs and purchases
     invoices   invoices and the line items a month owes
-    usage      usage per day in the tenant's time zone
+    usage      usage per day in the tenant's time zone; tokens charged by plan
     economics  GPU cost, revenue and margin per tenant, node and month
 
 Everything public is re-exported here: ``from billing.selectors import X``.
@@ -52,7 +52,7 @@ from billing.selectors.tenancy import (
     tenant_list,
 )
 from billing.selectors.topups import topup_list_for_tenant, topup_pack_list_active
-from billing.selectors.usage import USAGE_DAYS_MAX, usage_by_day, usage_since
+from billing.selectors.usage import USAGE_DAYS_MAX, tokens_charged_by_plan, usage_by_day, usage_since
 
 __all__ = [
     "AlertSettings",
@@ -92,6 +92,7 @@ __all__ = [
     "tenant_get_by_name",
     "tenant_list",
     "topup_list_for_tenant",
+    "tokens_charged_by_plan",
     "topup_pack_list_active",
     "usage_by_day",
     "usage_since",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from billing.choices import ReservationStatus
-from billing.models import TokenReservation
+from billing.choices import LedgerKind, ReservationStatus
+from billing.models import LedgerEntry, Plan, PlanChange, TokenReservation
 from billing.periods import days_window_start
 
 if TYPE_CHECKING:
@@ -61,3 +61,33 @@ def usage_by_day(*, tenant: Tenant, days: int = 30, now: dt.datetime | None = No
             }
         )
     return out
+
+
+def tokens_charged_by_plan() -> dict[str, int]:
+    """Tokens charged since the start (the ledger's settlements), by the code of the plan the
+    tenant was on when each was charged; every plan listed, in catalogue order (``/metrics``).
+
+    Three queries whatever the number of tenants: the tenants that never changed plan are
+    summed by their plan in one join; only the settlements of tenants with an applied plan
+    change look up the plan of their time (so a plan change moves no history from one plan to
+    another, and the counters only grow); then the catalogue.
+    """
+    settled = LedgerEntry.objects.filter(kind=LedgerKind.SETTLE).order_by()
+    changed = PlanChange.objects.filter(applied_at__isnull=False).values("tenant_id")
+    steady = settled.exclude(tenant_id__in=changed).values(plan=F("tenant__plan_id")).annotate(tokens=Sum("held_delta"))
+    applied = PlanChange.objects.filter(tenant_id=OuterRef("tenant_id"), applied_at__isnull=False)
+    plan_then = Coalesce(
+        Subquery(
+            applied.filter(applied_at__lte=OuterRef("created_at")).order_by("-applied_at").values("to_plan_id")[:1]
+        ),
+        Subquery(
+            applied.filter(applied_at__gt=OuterRef("created_at")).order_by("applied_at").values("from_plan_id")[:1]
+        ),
+    )
+    moved = (
+        settled.filter(tenant_id__in=changed).annotate(plan=plan_then).values("plan").annotate(tokens=Sum("held_delta"))
+    )
+    charged: dict[int, int] = {}
+    for row in [*steady, *moved]:
+        charged[row["plan"]] = charged.get(row["plan"], 0) - int(row["tokens"] or 0)  # settling: held_delta = -tokens
+    return {plan.code: charged.get(plan.pk, 0) for plan in Plan.objects.order_by("sort_order", "name")}

@@ -64,14 +64,20 @@ def bearer_token(scope) -> str:
     return ""
 
 
-def _hello_recover(*, node_name: str, held) -> None:
-    """After a hello: running jobs the agent no longer holds are requeued now (an agent that
-    sends no ``jobs`` list, an older one, is left to the heartbeat), and jobs waiting for a
-    node are dispatched (this one may be the node they wait for)."""
+def _hello_register(*, node_id: int, channel_name: str, hello: dict):
+    """A checked hello, in one trip to a database thread (625 of them after a console restart):
+    the node is registered, the console's desired state kept (fleetagent.services), running jobs
+    the agent no longer holds requeued now (an agent that sends no ``jobs`` list, an older one,
+    is left to the heartbeat), and jobs waiting for a node dispatched (this one may be the node
+    they wait for). Returns the node."""
+    node = node_agent_connect(node_id=node_id, channel_name=channel_name, hello=hello)
+    node_desired_state_reconcile(node=node, agent_draining=hello["draining"], protocol_version=hello["v"])
+    held = hello.get("jobs")
     if isinstance(held, list):
         # Job ids (v1/v2) or [job id, attempt] pairs (v3), as fleetagent.frames checked them.
-        job_requeue_unheld(node_name=node_name, held=[j if isinstance(j, int) else tuple(j) for j in held])
+        job_requeue_unheld(node_name=node.name, held=[j if isinstance(j, int) else tuple(j) for j in held])
     jobs_dispatch_waiting()
+    return node
 
 
 # Frames per second a node may send (a sample a second, acks, bye) and the burst it may send
@@ -213,13 +219,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.version = message["v"]
         if self.version >= protocol.JOB_FRAMES_FROM and self.audio is None:
             self.audio = HostAudio(node_id=self.node.pk, run_sync=_db)
-        self.node = await _db(node_agent_connect)(node_id=self.node.pk, channel_name=self.channel_name, hello=message)
+        self.node = await _db(_hello_register)(node_id=self.node.pk, channel_name=self.channel_name, hello=message)
         self.registered = True
-        await _db(node_desired_state_reconcile)(
-            node=self.node, agent_draining=message["draining"], protocol_version=self.version
-        )
         hub.node_state_changed(self.node.pk)
-        await database_sync_to_async(_hello_recover)(node_name=self.node.name, held=message.get("jobs"))
         await self.send(
             protocol.message_encode(
                 protocol.WELCOME,

@@ -64,6 +64,27 @@ def test_a_database_error_for_one_node_rolls_back_nobody_elses(monkeypatch):
         assert node.last_seen_at > timezone.now() - timedelta(seconds=2)  # the heartbeat is apart
 
 
+def test_job_figures_one_node_cannot_store_leave_everyone_elses_stored():
+    good, bad, idle = _connected("good"), _connected("bad"), _connected("idle")
+    # Unchecked figures straight into the service: past PostgreSQL's integer, so the one UPDATE
+    # of every node's figures fails there and each node's figures are stored on their own.
+    samples_ingest(
+        batch=[
+            (bad.pk, _sample(jobs_running=2**40)),
+            (good.pk, _sample(jobs_running=3, jobs_queued=2, rtf_mean=0.25)),
+            (idle.pk, _sample()),
+        ]
+    )
+    good.refresh_from_db()
+    idle.refresh_from_db()
+    assert (good.jobs_running, good.jobs_queued, good.stats["rtf_mean"]) == (3, 2, 0.25)
+    assert (idle.jobs_running, idle.stats) == (0, {"jobs_running": 0, "jobs_queued": 0})
+    # The next flush changes only what changed.
+    samples_ingest(batch=[(good.pk, _sample(jobs_running=1, jobs_queued=2, rtf_mean=0.25)), (idle.pk, _sample())])
+    good.refresh_from_db()
+    assert (good.jobs_running, good.jobs_queued) == (1, 2)
+
+
 def test_drained_survives_going_offline_and_a_restarted_agent(staff_user, django_capture_on_commit_callbacks):
     node = _connected("gpu-a")
     with django_capture_on_commit_callbacks():

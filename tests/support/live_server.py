@@ -87,9 +87,11 @@ def uvicorn_command(
     access_log: bool = True,
     log_level: str = "warning",
     extra_args: tuple[str, ...] | list[str] = (),
+    launcher: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
-    """``python -m uvicorn console.asgi:application`` on 127.0.0.1:``port``; ``extra_args`` go last."""
-    args = [PYTHON, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    """``python -m uvicorn console.asgi:application`` on 127.0.0.1:``port``; ``extra_args`` go last,
+    ``launcher`` between python and ``-m`` (a script that runs the module, e.g. bench/profiled.py)."""
+    args = [PYTHON, *launcher, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
     if lifespan is not None:
         args += ["--lifespan", lifespan]
     if ws is not None:
@@ -199,6 +201,7 @@ def console_server_start(
     access_log: bool = True,
     timeout_s: float = 90.0,
     extra_args: tuple[str, ...] | list[str] = (),
+    launcher: tuple[str, ...] | list[str] = (),
 ) -> LiveServer:
     """One uvicorn process serving the console on ``env``; returns once /healthz answers 200."""
     port = port or free_port()
@@ -208,7 +211,9 @@ def console_server_start(
     try:
         server.spawn(
             "server",
-            uvicorn_command(port, lifespan=lifespan, ws=ws, access_log=access_log, extra_args=extra_args),
+            uvicorn_command(
+                port, lifespan=lifespan, ws=ws, access_log=access_log, extra_args=extra_args, launcher=launcher
+            ),
         )
         server.wait_ready(server.healthz, what=f"/healthz on {server.url}", timeout_s=timeout_s)
     except BaseException:

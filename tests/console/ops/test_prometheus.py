@@ -1,16 +1,21 @@
 """/metrics as Prometheus users expect it: prometheus_client's exposition, promtool-clean,
-counters and histograms per node, HTTP requests by route and status; the rules file valid."""
+counters and histograms per node, HTTP requests by route and status, tokens charged by plan;
+the rules file valid."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from billing.selectors import tokens_charged_by_plan
+from billing.services import plan_change, reservation_create, reservation_release, reservation_settle
 from fleetagent.services import node_agent_connect, node_create, samples_ingest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -99,3 +104,49 @@ def test_alert_rules_are_valid_and_dashboards_parse():
     for path in (ROOT / "deploy" / "grafana").glob("*.json"):
         board = json.loads(path.read_text())
         assert board["panels"] and all("expr" in t for p in board["panels"] for t in p.get("targets", []))
+
+
+def _charge(tenant, tokens: int, *, at, settle: bool = True) -> None:
+    reservation = reservation_create(tenant=tenant, tokens=tokens, now=at)
+    if settle:
+        reservation_settle(reservation_id=reservation.pk, gpu_seconds=1.0, now=at)
+    else:
+        reservation_release(reservation_id=reservation.pk, reason="failed", now=at)
+
+
+def test_tokens_charged_by_plan_are_counters_from_the_ledger(make_tenant, scrape):
+    now = timezone.now()
+    free, pro = make_tenant("free"), make_tenant("pro")
+    _charge(free, 40, at=now)
+    _charge(pro, 300, at=now)
+    _charge(pro, 25, at=now)
+    _charge(pro, 1000, at=now, settle=False)  # released: held, never charged
+    text = scrape()
+    assert "# TYPE voxfleet_tokens_charged_total counter" in text
+    assert 'voxfleet_tokens_charged_total{plan="free"} 40.0' in text
+    assert 'voxfleet_tokens_charged_total{plan="pro"} 325.0' in text
+    assert 'voxfleet_tokens_charged_total{plan="enterprise"} 0.0' in text  # every plan, charged or not
+
+
+def test_a_plan_change_moves_no_charged_tokens_between_plans(make_tenant):
+    now = timezone.now()
+    tenant = make_tenant("free")
+    _charge(tenant, 40, at=now - timedelta(seconds=30))
+    plan_change(tenant=tenant, plan_code="pro", now=now - timedelta(seconds=20))  # an upgrade applies at once
+    _charge(tenant, 7, at=now - timedelta(seconds=10))
+    charged = tokens_charged_by_plan()
+    assert (charged["free"], charged["pro"]) == (40, 7)  # the free-plan history stays free's
+
+
+def test_tokens_charged_by_plan_costs_the_same_queries_for_any_number_of_tenants(
+    make_tenant, django_assert_num_queries
+):
+    now = timezone.now()
+    for i in range(12):
+        tenant = make_tenant("pro" if i % 2 else "free")
+        _charge(tenant, 10 + i, at=now - timedelta(seconds=30))
+        if i % 3 == 0:
+            plan_change(tenant=tenant, plan_code="pro" if tenant.plan.code == "free" else "free", now=now)
+    with django_assert_num_queries(3):  # settlements of steady tenants, of moved ones, the catalogue
+        charged = tokens_charged_by_plan()
+    assert sum(charged.values()) == sum(10 + i for i in range(12))
