@@ -28,7 +28,7 @@ from inference.audio.encode import FORMATS, OUTPUT_RATE, StreamEncoder, pcm16_fl
 from inference.choices import JobSource, JobStatus
 from inference.errors import JobCancelled, JobFailed, JobNotCancellable, JobNotSucceeded, JobTimedOut
 from inference.selectors import job_audio_read, job_wait_finished
-from inference.services.dispatch import job_output_path
+from inference.services.dispatch import _db_retry, job_output_path
 from inference.services.jobs import job_cancel, job_create, job_fail
 from inference.streaming import final_pcm, job_audio_listen
 
@@ -202,9 +202,11 @@ async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
 
 
 def _job_reload(job_id: int) -> SynthesisJob:
+    """The job row, for a stream already under way: a database fault (PostgreSQL restarting)
+    is waited out, since once audio has started no error answer can be sent, only a cut."""
     from inference.models import SynthesisJob
 
-    return SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id)
+    return _db_retry(lambda: SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id))
 
 
 def _job_finished(job_id: int) -> bool:
