@@ -176,7 +176,7 @@ def fault_response(request, *, status: int, code: str, message: str):
     return response
 
 
-def database_fault_response(request):
+def database_fault_response(request, *, part: str = "database"):
     """503 + Retry-After: JSON for API clients, a short plain-text answer for pages."""
     from django.http import HttpResponse
 
@@ -185,7 +185,7 @@ def database_fault_response(request):
             request,
             status=503,
             code="service_unavailable",
-            message="The service is briefly unavailable (its database is not answering); nothing was charged. "
+            message=f"The service is briefly unavailable (its {part} is not answering); nothing was charged. "
             "Retry shortly.",
         )
     response = HttpResponse(
