@@ -32,6 +32,9 @@ class VoxfleetError(Exception):
             self.status = status
         self.extra = extra
         self.headers: dict[str, str] = {}
+        if self.status == 503:
+            # Unavailable for now (no node online, a job the fleet could not run): say when to retry.
+            self.headers["Retry-After"] = str(RETRY_AFTER_S)
 
     def as_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}

@@ -84,3 +84,22 @@ def test_a_redis_fault_is_a_json_503_with_retry_after_too(monkeypatch, settings,
     assert response["Content-Type"].startswith("application/json") and response["Retry-After"] == "5"
     error = response.json()["error"]
     assert error["type"] == "server_error" and "Redis" in error["message"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the speech view reads on its own threads
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/audio/speech", {"model": "cosyvoice-3", "input": "你好", "voice": "zh-female"}),
+        ("/api/v1/jobs", {"input": "你好", "voice": "zh-female"}),
+    ],
+)
+def test_with_no_node_online_a_request_is_a_503_that_says_when_to_retry(make_tenant, fleet_routing, path, body):
+    # Found under load (tests/faults): right after a console restart, before the agent is back.
+    tenant = make_tenant("pro")
+    response = Client().post(
+        path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {tenant.test_api_key}"
+    )
+    assert response.status_code == 503, response.content[:200]
+    assert response.json()["error"]["code"] == "no_node_available"
+    assert response["Retry-After"] == "5"
