@@ -1,9 +1,10 @@
-"""A running job's audio stream outlives a Redis or PostgreSQL fault (found by tests/faults under load).
+"""A speech request outlives a Redis or PostgreSQL fault once its job runs (found by tests/faults under load).
 
 Redis down: the channel layer fails, and the listener goes on from the job's partial file
 (each piece is stored before it is announced) instead of breaking the response (a speech
 request answered an HTML 500). PostgreSQL restarted: the stream's reads of the job row wait
-the fault out instead of cutting a response already under way ("incomplete chunked read").
+the fault out instead of cutting a response already under way ("incomplete chunked read"),
+and so does a whole (not streamed) speech request waiting for its job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import pytest
 from django.db import connection
 
-from inference.services.speech import _job_finished, _job_reload
+from inference.selectors import job_wait_finished
+from inference.services.speech import _job_finished, _job_reload, _run_here, _waited_out
 from inference.streaming import JobAudioWriter, job_audio_listen
 from tests.support.live_server import free_port
 
@@ -55,3 +57,14 @@ def test_a_streams_read_of_its_job_waits_out_a_connection_closed_by_a_restart(ma
     assert _job_reload(job.pk).pk == job.pk
     connection.connection.close()
     assert _job_finished(job.pk) is True
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL connection closed under the wait")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_whole_speech_waits_out_a_connection_closed_while_it_waits_for_its_job(make_tenant, run_job):
+    # "stream": false answered 503 "nothing was charged" on a PostgreSQL stop while its job
+    # went on and was settled: the client was charged for audio it never got.
+    job = run_job(make_tenant("pro"))
+    connection.ensure_connection()
+    connection.connection.close()
+    assert job_wait_finished(job_id=job.pk, timeout_s=5, run=_waited_out(_run_here)).is_finished
