@@ -53,7 +53,8 @@ pytestmark = [
 SPEECH_TEXT = "你好，欢迎使用语音合成。今天的天气很好。"
 # Longer, so a job is mid-synthesis when the agent is killed.
 JOB_TEXT = "你好，欢迎使用语音合成。" * 6
-SPEECH_CLIENTS = 2
+# Speech clients: one takes the audio as it streams (the default), one whole ("stream": false).
+SPEECH_CLIENTS = ({}, {"stream": False})
 JOB_CLIENTS = 2  # with the speech clients, the Pro plan's 4 concurrent jobs
 # A call with no answer after this long is a hang (a job's speech waits for its whole run).
 CALL_TIMEOUT_S = 60.0
@@ -151,8 +152,8 @@ class Load:
         self._stop = threading.Event()
         self._threads = [
             *(
-                threading.Thread(target=self._speech_loop, name=f"speech-{n}", daemon=True)
-                for n in range(SPEECH_CLIENTS)
+                threading.Thread(target=self._speech_loop, args=(extra,), name=f"speech-{n}", daemon=True)
+                for n, extra in enumerate(SPEECH_CLIENTS)
             ),
             *(threading.Thread(target=self._jobs_loop, name=f"jobs-{n}", daemon=True) for n in range(JOB_CLIENTS)),
         ]
@@ -176,7 +177,7 @@ class Load:
             return list(self.calls), list(self.runs)
 
     # --- speech: one call is the whole job ------------------------------------------------
-    def _speech_loop(self) -> None:
+    def _speech_loop(self, extra_body: dict) -> None:
         # No retries (every refusal is seen once) and no kept-alive connections (a stopped
         # console must not leave a client holding a socket it closed).
         http = httpx2.Client(limits=httpx2.Limits(max_keepalive_connections=0), timeout=CALL_TIMEOUT_S)
@@ -187,7 +188,11 @@ class Load:
             try:
                 # Streamed, so a response that started and was then cut is told from no answer.
                 with client.audio.speech.with_streaming_response.create(
-                    model="cosyvoice-3", input=SPEECH_TEXT, voice="zh-female", response_format="wav"
+                    model="cosyvoice-3",
+                    input=SPEECH_TEXT,
+                    voice="zh-female",
+                    response_format="wav",
+                    extra_body=extra_body,
                 ) as response:
                     call.answered = True
                     call.status, call.content_type = response.status_code, response.headers.get("content-type", "")
