@@ -3,7 +3,7 @@
 Real processes, started through the product's own commands (``migrate``, ``seed_demo``), on
 a database of their own; on a private PostgreSQL cluster (``PrivatePostgres``) and a private,
 non-persistent redis-server (``PrivateRedis``) when a test restarts them, so a restart
-disturbs nobody else on the machine. The agent is launched in one place: ``agent_env``.
+disturbs nobody else on the machine. The agent is launched in one place: ``agent_launch``.
 """
 
 from __future__ import annotations
@@ -26,23 +26,24 @@ OPEN = ("accepted", "queued", "running")
 # Every job must end this soon after its fault (issue 10: within 30 s, never at its 120 s deadline).
 END_WITHIN_S = 30.0
 
-# The agent is started here and nowhere else in the suite. Protocol v2's agent claims and
-# settles jobs in SQL, so it still gets the console's environment, database included. A v3
-# host needs only the console URL, its node token and the broker: once `python -m fleetagent`
-# runs without a database, set this to False and the agent starts with none (see agent_env).
+# The agent is started here and nowhere else in the suite (agent_launch). Protocol v2's agent
+# claims and settles jobs in SQL, so it still gets the console's environment, database
+# included. A v3 host needs only the console URL, its node token and the broker: once
+# `python -m fleetagent` runs without a database, set this to False and the agent starts with
+# no database variables, no shared disk and `--broker` (Redis, single-trust, used as given).
 AGENT_HOLDS_DATABASE = True
 # What only the console has: its database and its disk (a v3 host shares neither).
 CONSOLE_ONLY_VARS = ("DATABASE_URL", "OUTPUTS_DIR", "VOXFLEET_VAR_DIR", "VOXFLEET_EMBEDDED_NODE")
 
 
-def agent_env(console_env: dict, *, workdir) -> dict:
-    """The agent's environment: the console's (v2), or only what a GPU host holds (v3)."""
+def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) -> tuple[list[str], dict]:
+    """The agent's command line and environment: the console's (v2), or only what a GPU host holds (v3)."""
+    args = [sys.executable, "-m", "fleetagent", "--console", console_url, "--token", token]
     if AGENT_HOLDS_DATABASE:
-        return dict(console_env)
+        return args, dict(console_env)
     env = {k: v for k, v in console_env.items() if k not in CONSOLE_ONLY_VARS and not k.startswith("PG")}
-    env["VOXFLEET_BROKER"] = console_env["REDIS_URL"]  # single-trust broker, used as given
     env["VOXFLEET_VAR_DIR"] = str(workdir / "host")  # its own cache, no shared disk
-    return env
+    return [*args, "--broker", console_env["REDIS_URL"]], env
 
 
 class PrivatePostgres:
@@ -127,8 +128,8 @@ class Fleet:
 
     # --- the agent -----------------------------------------------------------------------
     def agent_start(self) -> None:
-        args = [sys.executable, "-m", "fleetagent", "--console", self.url, "--token", self.token]
-        self.agent = self._spawn("agent", args, env=agent_env(self.server.env, workdir=self.server.workdir))
+        args, env = agent_launch(self.server.env, console_url=self.url, token=self.token, workdir=self.server.workdir)
+        self.agent = self._spawn("agent", args, env=env)
 
     def agent_kill(self) -> None:
         """SIGKILL: no ``bye``, no warm shutdown; whatever it held dies with it."""
