@@ -51,8 +51,8 @@ pytestmark = [
 ]
 
 SPEECH_TEXT = "你好，欢迎使用语音合成。今天的天气很好。"
-# Longer, so a job is mid-synthesis when the agent is killed.
-JOB_TEXT = "你好，欢迎使用语音合成。" * 6
+# Near the 200-character limit, so a kill timed by such a job running hits it mid-synthesis.
+JOB_TEXT = "你好，欢迎使用语音合成。" * 16
 # Speech clients: one takes the audio as it streams (the default), one whole ("stream": false).
 SPEECH_CLIENTS = ({}, {"stream": False})
 JOB_CLIENTS = 2  # with the speech clients, the Pro plan's 4 concurrent jobs
@@ -264,7 +264,9 @@ class Load:
 
 OPEN_JOBS = f"SELECT id FROM inference_synthesisjob WHERE status IN ({', '.join(repr(s) for s in OPEN)})"
 # The open jobs, in one snapshot with the moment a fault waits for (empty until it comes).
-WHILE_RUNNING = OPEN_JOBS + " AND EXISTS (SELECT 1 FROM inference_synthesisjob WHERE status = 'running')"
+WHILE_RUNNING = (
+    OPEN_JOBS + " AND EXISTS (SELECT 1 FROM inference_synthesisjob WHERE status = 'running' AND source = 'api')"
+)
 WHILE_QUEUED = OPEN_JOBS + " AND (SELECT count(*) FROM inference_synthesisjob WHERE status = 'queued') >= 2"
 
 
