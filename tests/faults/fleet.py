@@ -142,9 +142,15 @@ class Fleet:
         self.console = self._spawn("console", uvicorn_command(port, lifespan=None, log_level="info"))
         self.server.wait_ready(lambda: _try(self.server.healthz), what="the console", timeout_s=timeout_s)
 
-    def console_stop(self) -> None:
+    def console_stop(self, *, timeout_s: float = 60) -> None:
         """SIGTERM, as a deploy stops it: uvicorn stops listening and finishes what it serves."""
-        self._stop(self.console, signal.SIGTERM, timeout_s=60)
+        try:
+            self._stop(self.console, signal.SIGTERM, timeout_s=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the console still runs {timeout_s:g} s after SIGTERM: a request it serves never ends\n"
+                + self.server.log_tail()
+            ) from None
         self.console = None
 
     def _stop(self, proc: subprocess.Popen | None, sig: int, *, timeout_s: float = 10) -> None:
