@@ -32,6 +32,9 @@ class VoxfleetError(Exception):
             self.status = status
         self.extra = extra
         self.headers: dict[str, str] = {}
+        if self.status == 503:
+            # Unavailable for now (no node online, a job the fleet could not run): say when to retry.
+            self.headers["Retry-After"] = str(RETRY_AFTER_S)
 
     def as_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
@@ -176,7 +179,7 @@ def fault_response(request, *, status: int, code: str, message: str):
     return response
 
 
-def database_fault_response(request):
+def database_fault_response(request, *, part: str = "database"):
     """503 + Retry-After: JSON for API clients, a short plain-text answer for pages."""
     from django.http import HttpResponse
 
@@ -185,7 +188,7 @@ def database_fault_response(request):
             request,
             status=503,
             code="service_unavailable",
-            message="The service is briefly unavailable (its database is not answering); nothing was charged. "
+            message=f"The service is briefly unavailable (its {part} is not answering); nothing was charged. "
             "Retry shortly.",
         )
     response = HttpResponse(

@@ -1,4 +1,4 @@
-"""A database fault during a request is a JSON 503 with ``Retry-After``, with DEBUG on too.
+"""A database or Redis fault during a request is a JSON 503 with ``Retry-After``, with DEBUG on too.
 
 ``handler500`` (``console.errors.handler500``) is not called with ``DEBUG`` on (Django
 renders its HTML debug page instead). This middleware sees the exception first
@@ -18,9 +18,22 @@ from console.errors import database_fault_response
 logger = logging.getLogger(__name__)
 
 
+def fault_part(exception: BaseException) -> str | None:
+    """The backing service an exception says is down (PostgreSQL, or Redis: channel layer,
+    cache, broker), or None for any other error."""
+    if isinstance(exception, DatabaseError):
+        return "database"
+    import redis
+
+    if isinstance(exception, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "Redis"
+    return None
+
+
 class DatabaseFaultMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
-        if isinstance(exception, DatabaseError):
-            logger.warning("database fault on %s: %s", request.path, exception)
-            return database_fault_response(request)
+        part = fault_part(exception)
+        if part is not None:
+            logger.warning("%s fault on %s: %s", part, request.path, exception)
+            return database_fault_response(request, part=part)
         return None

@@ -170,12 +170,19 @@ async def job_audio_listen(
     """Yield the job's audio as it is produced until the job ends (or ``timeout_s`` passes).
 
     ``is_finished`` reads the job row; it is asked when the group is quiet for ``poll_s``
-    (a lost end message, a node that died) so the listener never waits past the job.
+    (a lost end message, a node that died) so the listener never waits past the job. When
+    the channel layer fails (Redis restarting) the listener goes on without it: it reads
+    the partial file every ``poll_s`` (every piece is stored before it is announced) until
+    the job row says the job ended, so a stream outlives a Redis fault instead of breaking.
     """
     layer = get_channel_layer()
-    channel = await layer.new_channel()
     group = job_audio_group(job_id)
-    await layer.group_add(group, channel)
+    channel: str | None = None
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+    except Exception as exc:  # noqa: BLE001 - any layer failure: the file and the job row suffice
+        channel = _layer_lost(job_id, exc)
     path = partial_path(output)
     offset = 0
     deadline = time.monotonic() + timeout_s
@@ -188,11 +195,23 @@ async def job_audio_listen(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
+            if channel is None:
+                await asyncio.sleep(min(poll_s, remaining))
+                rate, data = await asyncio.to_thread(_read_partial, path, offset)
+                if data:
+                    offset += len(data)
+                    yield AudioPiece(pcm=data, sample_rate=rate)
+                elif await is_finished():
+                    return
+                continue
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=min(poll_s, remaining))
             except TimeoutError:
                 if await is_finished():
                     return
+                continue
+            except Exception as exc:  # noqa: BLE001 - as above
+                channel = _layer_lost(job_id, exc)
                 continue
             if message.get("type") == END:
                 return
@@ -209,7 +228,16 @@ async def job_audio_listen(
                 offset += len(fresh)
                 yield AudioPiece(pcm=fresh, sample_rate=int(message["sample_rate"]))
     finally:
-        await layer.group_discard(group, channel)
+        if channel is not None:
+            try:
+                await layer.group_discard(group, channel)
+            except Exception:  # noqa: BLE001 - the group's expiry forgets the channel
+                logger.warning("could not leave %s", group, exc_info=True)
+
+
+def _layer_lost(job_id: int, exc: Exception) -> None:
+    logger.warning("channel layer failed while streaming job %s (%s): reading its file instead", job_id, exc)
+    return None
 
 
 def final_pcm(output: str | Path, skip_bytes: int = 0) -> tuple[int, bytes]:

@@ -172,7 +172,8 @@ def jobs_dispatch_waiting() -> list[int]:
 
 
 def jobs_republish_stale(*, now: dt.datetime | None = None, grace_s: float = REPUBLISH_AFTER_S) -> list[int]:
-    """Jobs queued past ``grace_s`` on an online node that runs nothing: publish them again.
+    """Jobs queued past ``grace_s`` on an online node that runs nothing, or that has already
+    started a job queued after them: publish them again.
 
     Their message was lost (a broker restarted without persistence). ``queued_at`` moves to
     now, so each is republished at most once per grace; a message that was only late and a
@@ -190,7 +191,7 @@ def jobs_republish_stale(*, now: dt.datetime | None = None, grace_s: float = REP
     republished = []
     for job in stale:
         node = job.node
-        if node.state != NodeState.ONLINE or node.pk in busy:
+        if node.state != NodeState.ONLINE or (node.pk in busy and not _overtaken(job)):
             continue
         if SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED, queued_at=job.queued_at).update(
             queued_at=now
@@ -202,6 +203,14 @@ def jobs_republish_stale(*, now: dt.datetime | None = None, grace_s: float = REP
             "republished %d job(s) queued past %s s on idle nodes: %s", len(republished), grace_s, republished
         )
     return republished
+
+
+def _overtaken(job: SynthesisJob) -> bool:
+    """Its node has started a job queued after it: a node's queue is first in, first out, so
+    this job's message is gone (a busy node under steady load may never look idle)."""
+    return SynthesisJob.objects.filter(
+        node_id=job.node_id, queued_at__gt=job.queued_at, started_at__isnull=False
+    ).exists()
 
 
 def jobs_expire_overdue(*, now: dt.datetime | None = None) -> list[int]:

@@ -28,7 +28,7 @@ from inference.audio.encode import FORMATS, OUTPUT_RATE, StreamEncoder, pcm16_fl
 from inference.choices import JobSource, JobStatus
 from inference.errors import JobCancelled, JobFailed, JobNotCancellable, JobNotSucceeded, JobTimedOut
 from inference.selectors import job_audio_read, job_wait_finished
-from inference.services.dispatch import job_output_path
+from inference.services.dispatch import _db_retry, job_output_path
 from inference.services.jobs import job_cancel, job_create, job_fail
 from inference.streaming import final_pcm, job_audio_listen
 
@@ -57,6 +57,11 @@ class Speech:
 
 def _run_here(fn: Callable[..., T], *args, **kwargs) -> T:
     return fn(*args, **kwargs)
+
+
+def _waited_out(run: Callable) -> Callable:
+    """``run`` with each call retried through a database fault (``_db_retry``: a fresh connection)."""
+    return lambda fn, *args, **kwargs: run(_db_retry, lambda: fn(*args, **kwargs))
 
 
 # What a speech request hands to job_create (the rest of its arguments are about the answer).
@@ -93,11 +98,14 @@ def speech_synthesize(
     """
     run = run or _run_here
     job = run(job_create, **_job_fields(locals()))
+    # Accepted: its tokens are held and a node runs it, so from here a database fault is
+    # waited out; a 503 now would leave the client without the audio it is then charged for.
+    waited = _waited_out(run)
     remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
-    job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=run)
+    job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=waited)
     if not job.is_finished:
-        run(job_fail, job=job, code="job_timed_out", message=TIMED_OUT_MESSAGE)
-        run(job.refresh_from_db)
+        waited(job_fail, job=job, code="job_timed_out", message=TIMED_OUT_MESSAGE)
+        waited(job.refresh_from_db)
     if job.status != JobStatus.SUCCEEDED:
         raise _job_error(job)
     audio = job_audio_read(job=job, response_format=response_format, stored_wav=False)
@@ -202,9 +210,11 @@ async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
 
 
 def _job_reload(job_id: int) -> SynthesisJob:
+    """The job row, for a stream already under way: a database fault (PostgreSQL restarting)
+    is waited out, since once audio has started no error answer can be sent, only a cut."""
     from inference.models import SynthesisJob
 
-    return SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id)
+    return _db_retry(lambda: SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id))
 
 
 def _job_finished(job_id: int) -> bool:

@@ -60,3 +60,46 @@ async def test_with_debug_on_and_under_asgi_a_database_fault_is_a_json_503_too(d
     response = await client.get("/api/v1/jobs", headers={"Authorization": "Bearer vfk_x_y"})
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_redis_fault_is_a_json_503_with_retry_after_too(monkeypatch, settings, debug):
+    # Found under load (tests/faults): Redis restarting under a speech request gave Django's
+    # debug page (DEBUG) or a JSON 500, not the 503 a client can retry on.
+    import redis
+
+    def refuse(self, request):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr("billing.api_auth.ApiKeyAuthentication.authenticate", refuse)
+    settings.DEBUG = debug
+    response = Client(raise_request_exception=False).post(
+        "/v1/audio/speech",
+        {"model": "cosyvoice-3", "input": "hi", "voice": "alloy"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer vfk_x_y",
+    )
+    assert response.status_code == 503, response.content[:200]
+    assert response["Content-Type"].startswith("application/json") and response["Retry-After"] == "5"
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "Redis" in error["message"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the speech view reads on its own threads
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/audio/speech", {"model": "cosyvoice-3", "input": "你好", "voice": "zh-female"}),
+        ("/api/v1/jobs", {"input": "你好", "voice": "zh-female"}),
+    ],
+)
+def test_with_no_node_online_a_request_is_a_503_that_says_when_to_retry(make_tenant, fleet_routing, path, body):
+    # Found under load (tests/faults): right after a console restart, before the agent is back.
+    tenant = make_tenant("pro")
+    response = Client().post(
+        path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {tenant.test_api_key}"
+    )
+    assert response.status_code == 503, response.content[:200]
+    assert response.json()["error"]["code"] == "no_node_available"
+    assert response["Retry-After"] == "5"

@@ -178,6 +178,24 @@ def test_a_busy_node_s_queue_is_not_republished(make_tenant, django_capture_on_c
     assert waiting.status == JobStatus.QUEUED and jobs_republish_stale(now=later) == []
 
 
+@pytest.mark.django_db
+def test_a_lost_message_is_republished_on_a_busy_node_once_a_later_job_started_there(
+    make_tenant, django_capture_on_commit_callbacks, published
+):
+    # Found under steady load (tests/faults): the node was never idle at a sweep, so a job whose
+    # message Redis lost waited about 28 s instead of the grace.
+    pro = make_tenant("pro")
+    _node("t-fault-a")
+    with django_capture_on_commit_callbacks(execute=True):
+        lost = _job(pro)
+        after = _job(pro)
+    published.clear()  # the broker restarted: both messages are gone, then `after` was sent again
+    _claim(after)  # the node runs a job queued after `lost`: it is busy, and it skipped `lost`
+    later = timezone.now() + timedelta(seconds=REPUBLISH_AFTER_S + 1)
+    assert jobs_republish_stale(now=later) == [lost.pk]
+    assert published == [("node.t-fault-a", [lost.pk])]
+
+
 # --- the agent's hello and bye --------------------------------------------------------------------
 
 

@@ -117,13 +117,16 @@ class LiveServer:
     def key(self, name: str) -> str:
         return self.data["keys"][name]
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        """Start one process; its output goes to ``<workdir>/<name>.log`` (or ours without a workdir)."""
+    def spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+        """Start one process (on ``env``, default the server's); its output goes to
+        ``<workdir>/<name>.log`` (or ours without a workdir)."""
         out = None
         if self.workdir is not None:
             out = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
             self.logs.append(out)
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env if env is None else env, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
         self.processes.append(proc)
         return proc
 
