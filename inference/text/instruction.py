@@ -184,6 +184,19 @@ class Instruction:
             "required_features": sorted(self.required_features),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Instruction:
+        """The instruction ``to_dict`` wrote (a job message to a GPU host carries it this way)."""
+        return cls(
+            raw=str(data["raw"]),
+            dialect=data.get("dialect"),
+            language=data.get("language"),
+            emotion=data.get("emotion"),
+            styles=tuple(data.get("styles") or ()),
+            speed=float(data.get("speed", 1.0)),
+            free_text=str(data.get("free_text") or ""),
+        )
+
 
 def _english_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     ordered = sorted(words, key=len, reverse=True)
