@@ -92,7 +92,7 @@ def api_exception_handler(exc, context):
 # Under /api/ and /v1/ every answer is JSON in that API's shape, also for a URL no view
 # matches (Django would answer with an HTML page, or under DEBUG its whole URLconf).
 
-API_PREFIXES = ("/api/", "/v1/")
+API_PREFIXES = ("/api/", "/v1/", "/fleet/")
 
 
 def _api_error_response(request, *, status: int, code: str, message: str):
@@ -103,7 +103,7 @@ def _api_error_response(request, *, status: int, code: str, message: str):
     if path.startswith("/v1/"):
         type_ = "invalid_request_error" if status < 500 else "server_error"
         body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    elif path.startswith("/api/"):
+    elif path.startswith(("/api/", "/fleet/")):
         body = {"error": {"code": code, "message": message}}
     else:
         return None
@@ -168,7 +168,7 @@ def csrf_failure(request, reason=""):
 # Seconds a client is asked to wait before retrying while a backing service is down.
 RETRY_AFTER_S = 5
 _OPENAI_PREFIX = "/v1/"
-_JSON_PREFIXES = ("/v1/", "/api/", "/healthz")
+_JSON_PREFIXES = ("/v1/", "/api/", "/fleet/", "/healthz")
 
 
 def _wants_json(request) -> bool:

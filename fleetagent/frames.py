@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from typing import NamedTuple
 
 from fleetagent import protocol
 from fleetagent.protocol import ProtocolError
@@ -37,7 +38,17 @@ REASON_TYPE = "type"
 REASON_SCHEMA = "schema"
 REASON_ORDER = "order"
 REASON_RATE = "rate"
-REASONS = (REASON_SIZE, REASON_JSON, REASON_VERSION, REASON_TYPE, REASON_SCHEMA, REASON_ORDER, REASON_RATE)
+REASON_NOT_YOURS = "not_your_job"  # a report on a job not running on this node in that attempt
+REASONS = (
+    REASON_SIZE,
+    REASON_JSON,
+    REASON_VERSION,
+    REASON_TYPE,
+    REASON_SCHEMA,
+    REASON_ORDER,
+    REASON_RATE,
+    REASON_NOT_YOURS,
+)
 
 
 class FrameRefused(ProtocolError):
@@ -332,21 +343,40 @@ def _hello(data: dict, now: float) -> dict:
         "gpu_model": _text(data.get("gpu_model"), "gpu_model", 64),
         "gpus": gpus,
         "draining": _bool(data.get("draining"), "draining"),
-        "jobs": _jobs_held(data.get("jobs")),
+        "jobs": _jobs_held(data.get("jobs"), attempts=data["v"] >= protocol.JOB_FRAMES_FROM),
     }
 
 
 # Jobs an agent says it still holds in its hello (fleetagent.protocol); absent from older agents.
 JOBS_HELD_MAX = 1_000
+JOB_ID_MAX = 2**63 - 1  # BIGINT, and the audio header's u64
+ATTEMPT_MAX = 32_767  # SynthesisJob.attempts is a PositiveSmallIntegerField
 
 
-def _jobs_held(raw) -> list[int] | None:
+def _job_id(value, name: str) -> int:
+    return _number(value, name, 1, JOB_ID_MAX, integer=True)
+
+
+def _attempt(value, name: str) -> int:
+    return _number(value, name, 1, ATTEMPT_MAX, integer=True)
+
+
+def _job_attempts(raw, name: str) -> list[list[int]]:
+    """[[job_id, attempt], ...] (protocol v3)."""
+    pairs = []
+    for i, pair in enumerate(_list(raw, name, JOBS_HELD_MAX)):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _Bad(f"{name}[{i}] must be a [job_id, attempt] pair")
+        pairs.append([_job_id(pair[0], f"{name}[{i}][0]"), _attempt(pair[1], f"{name}[{i}][1]")])
+    return pairs
+
+
+def _jobs_held(raw, *, attempts: bool) -> list | None:
     if raw is None:
         return None  # an agent that does not say: the console moves nothing on its hello
-    return [
-        _number(job, f"jobs[{i}]", 1, COUNT_MAX, integer=True)
-        for i, job in enumerate(_list(raw, "jobs", JOBS_HELD_MAX))
-    ]
+    if attempts:
+        return _job_attempts(raw, "jobs")
+    return [_job_id(job, f"jobs[{i}]") for i, job in enumerate(_list(raw, "jobs", JOBS_HELD_MAX))]
 
 
 DETAIL_KEYS_MAX = 32
@@ -389,7 +419,91 @@ def _bye(data: dict, now: float) -> dict:
     return {"reason": _free_text(data.get("reason"), "reason", 200)}
 
 
-_CHECKS = {protocol.HELLO: _hello, protocol.SAMPLE: _sample, protocol.ACK: _ack, protocol.BYE: _bye}
+# --- job frames (protocol v3: a host that runs jobs with no database) ----------------------------
+JOB_SECONDS_MAX = 86_400.0
+# 64 MiB of 16-bit PCM (about 23 minutes at 24 kHz): far above any job, and what the console
+# buffers for one job at most (console.consumers.agents).
+JOB_AUDIO_MAX_BYTES = 64 * 1024 * 1024
+ERROR_CODE_MAX = 64
+
+
+def _job_frame(data: dict) -> dict:
+    if data["v"] < protocol.JOB_FRAMES_FROM:
+        raise _Bad(f"job frames need protocol {protocol.JOB_FRAMES_FROM} or later")
+    return {"job_id": _job_id(data.get("job_id"), "job_id"), "attempt": _attempt(data.get("attempt"), "attempt")}
+
+
+def _job_start(data: dict, now: float) -> dict:
+    return _job_frame(data)
+
+
+def _job_renew(data: dict, now: float) -> dict:
+    if data["v"] < protocol.JOB_FRAMES_FROM:
+        raise _Bad(f"job frames need protocol {protocol.JOB_FRAMES_FROM} or later")
+    return {"jobs": _job_attempts(data.get("jobs"), "jobs")}
+
+
+def _job_done(data: dict, now: float) -> dict:
+    return {
+        **_job_frame(data),
+        "audio_bytes": _number(data.get("audio_bytes"), "audio_bytes", 0, JOB_AUDIO_MAX_BYTES, integer=True),
+        "gpu_seconds": _number(data.get("gpu_seconds", 0.0), "gpu_seconds", 0, JOB_SECONDS_MAX),
+        "audio_seconds": _number(data.get("audio_seconds", 0.0), "audio_seconds", 0, JOB_SECONDS_MAX),
+        "engine_version": _text(data.get("engine_version"), "engine_version", 64),
+    }
+
+
+def _job_fail(data: dict, now: float) -> dict:
+    code = data.get("code")
+    # Stored as the job's error_code and shown to the customer: a short identifier, never free text.
+    if not (
+        isinstance(code, str)
+        and 0 < len(code) <= ERROR_CODE_MAX
+        and code.isascii()
+        and code.replace("_", "").replace("-", "").isalnum()
+    ):
+        raise _Bad(f"code must be a short identifier (letters, digits, _ and -, at most {ERROR_CODE_MAX})")
+    return {**_job_frame(data), "code": code, "message": _free_text(data.get("message"), "message", 500)}
+
+
+_CHECKS = {
+    protocol.HELLO: _hello,
+    protocol.SAMPLE: _sample,
+    protocol.ACK: _ack,
+    protocol.BYE: _bye,
+    protocol.JOB_START: _job_start,
+    protocol.JOB_RENEW: _job_renew,
+    protocol.JOB_DONE: _job_done,
+    protocol.JOB_FAIL: _job_fail,
+}
+JOB_FRAME_TYPES = frozenset({protocol.JOB_START, protocol.JOB_RENEW, protocol.JOB_DONE, protocol.JOB_FAIL})
+
+
+class AudioFrame(NamedTuple):
+    """One binary audio frame of a job attempt (protocol v3), its header checked."""
+
+    job_id: int
+    attempt: int
+    sample_rate: int
+    offset: int
+    pcm: bytes
+
+
+def audio_frame_parse(data: bytes) -> AudioFrame:
+    """A binary frame as an AudioFrame; FrameRefused (not fatal) when it is malformed."""
+    try:
+        frame = AudioFrame(*protocol.audio_frame_decode(data))
+    except ProtocolError as exc:
+        reason = REASON_SIZE if len(data) > protocol.AUDIO_FRAME_MAX else REASON_SCHEMA
+        raise FrameRefused(f"audio: {exc}", reason=reason) from None
+    try:
+        _job_id(frame.job_id, "job_id")
+        _attempt(frame.attempt, "attempt")
+    except _Bad as exc:
+        raise FrameRefused(f"audio: {exc}") from None
+    if frame.offset + len(frame.pcm) > JOB_AUDIO_MAX_BYTES:
+        raise FrameRefused(f"audio: a job's audio is at most {JOB_AUDIO_MAX_BYTES} bytes", reason=REASON_SIZE)
+    return frame
 
 
 class FrameRate:
@@ -402,11 +516,16 @@ class FrameRate:
         self._clock = clock
         self._at = clock()
 
-    def take(self) -> bool:
+    def take(self, cost: float = 1) -> bool:
+        """Spend ``cost`` (one frame, or a binary frame's bytes) if the bucket holds it."""
         now = self._clock()
         self.tokens = min(self.burst, self.tokens + (now - self._at) * self.per_s)
         self._at = now
-        if self.tokens < 1:
+        if self.tokens < cost:
             return False
-        self.tokens -= 1
+        self.tokens -= cost
         return True
+
+    def refund(self, cost: float = 1) -> None:
+        """Give back what a frame took once it turned out to be counted elsewhere."""
+        self.tokens = min(self.burst, self.tokens + cost)

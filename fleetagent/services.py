@@ -67,7 +67,11 @@ def node_token_rotate(*, node: Node) -> str:
 
 def node_authenticate(*, token: str) -> Node:
     """The node a presented agent token belongs to; NotFound for wrong or revoked tokens."""
-    prefix = credential_prefix(token or "")
+    # Tokens are printable ASCII; anything else (a NUL byte PostgreSQL refuses in a query,
+    # non-ASCII from a latin-1 header) is no token, answered like a wrong one, never a 500.
+    if not token or not (token.isascii() and token.isprintable()):
+        raise NotFound("Unknown or revoked node token.", code="invalid_node_token")
+    prefix = credential_prefix(token)
     node = Node.objects.filter(token_prefix=prefix).first() if prefix else None
     if node is None or node.token_revoked_at is not None or not credential_matches(token, node.token_hash):
         raise NotFound("Unknown or revoked node token.", code="invalid_node_token")

@@ -48,3 +48,18 @@ class JobCancelled(JobNotSucceeded, Conflict):
 
 class JobFailed(JobNotSucceeded):
     """Synthesis failed (engine error, node lost twice, no node, dispatch failure)."""
+
+
+class NotYourJob(VoxfleetError):
+    """A GPU host reported on a job that is not running on it in that attempt (refused, logged).
+
+    Other nodes' jobs, a stale attempt, a job the console already moved: nothing changes.
+    """
+
+    code = "not_your_job"
+    status = 409
+
+    def __init__(self, message: str, *, job_id: int, attempt: int, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.job_id = job_id
+        self.attempt = attempt

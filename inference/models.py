@@ -22,6 +22,9 @@ class Voice(models.Model):
     prompt_duration_s = models.FloatField(default=0.0)
     prompt_sample_rate = models.PositiveIntegerField(default=0)
     profile = models.JSONField(default=dict, help_text="VoiceProfile.to_dict(): speaker embedding, pitch, rate.")
+    # GPU hosts cache the prompt audio per voice key and version (fleetagent.protocol, JOB):
+    # whatever replaces the prompt audio or the profile must bump it, or hosts keep the old take.
+    version = models.PositiveIntegerField(default=1, help_text="Bumped whenever the prompt audio or profile changes.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,6 +86,11 @@ class SynthesisJob(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
+    # Jobs a GPU host runs with no database (protocol v3) are leased: the host renews the lease
+    # while it runs the job, and a lease that ran out is reclaimed (inference.services.recovery).
+    # NULL for jobs claimed in the database (older agents, the embedded executor): their node's
+    # heartbeat decides.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     gpu_seconds = models.FloatField(null=True, blank=True, help_text="Engine time on the node (unit economics).")
     audio_seconds = models.FloatField(null=True, blank=True)

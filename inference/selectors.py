@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db.models import Count, Min, Sum
 from django.db.models.functions import TruncDate
@@ -264,3 +265,20 @@ def job_outcomes(*, job_ids: list[int], node_name: str) -> dict[int, str]:
         )
         outcomes[pk] = "requeued" if open_elsewhere else status
     return outcomes
+
+
+def job_prompt_audio_for_node(*, node_id: int, job_id: int) -> tuple[Path, int]:
+    """The prompt audio file and voice version of a job queued or running on this node.
+
+    NotFound otherwise (another node's job, a finished one, a preset voice): a GPU host fetches
+    only what the job it was handed needs, and learns nothing of any other job.
+    """
+    job = (
+        SynthesisJob.objects.select_related("voice")
+        .filter(pk=job_id, node_id=node_id, status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
+        .first()
+    )
+    path = Path(job.voice.spec().prompt_audio_path) if job is not None and job.voice is not None else None
+    if path is None or not path.is_file():
+        raise NotFound(f"There is no job {job_id} with prompt audio open on this node.", code="not_found")
+    return path, job.voice.version

@@ -80,13 +80,32 @@ class JobAudioWriter:
 
     def append(self, pcm: bytes) -> None:
         """Store the piece, then announce it (stored first: a late listener reads it from disk)."""
+        if pcm:
+            self._send(self._store(pcm))
+
+    async def append_async(self, pcm: bytes) -> None:
+        """``append`` from the event loop (a GPU host's pieces arrive on the console's websocket)."""
         if not pcm:
             return
+        message = await asyncio.to_thread(self._store, pcm)
+        try:
+            await get_channel_layer().group_send(job_audio_group(self.job_id), message)
+        except Exception:  # noqa: BLE001 - listeners fall back to the file and the job row
+            logger.warning("could not announce audio of job %s", self.job_id, exc_info=True)
+
+    def _store(self, pcm: bytes) -> dict:
         with open(self.path, "ab") as handle:
             handle.write(pcm)
             handle.flush()
         offset, self.offset = self.offset, self.offset + len(pcm)
-        self._send({"type": AUDIO, "offset": offset, "data": pcm, "sample_rate": self.sample_rate})
+        return {"type": AUDIO, "offset": offset, "data": pcm, "sample_rate": self.sample_rate}
+
+    def holds_exactly(self, pcm_bytes: int) -> bool:
+        """Whether the partial file holds ``pcm_bytes`` of PCM, as this writer wrote it (no one else did)."""
+        try:
+            return self.offset == pcm_bytes and self.path.stat().st_size == _RATE_HEADER.size + pcm_bytes
+        except FileNotFoundError:
+            return False
 
     def wav_bytes(self) -> bytes:
         """The finished stream as a WAV file (the job's output)."""

@@ -8,6 +8,7 @@ Every frame is checked by fleetagent.frames first, and counted against the node'
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -30,7 +31,20 @@ from fleetagent.services import (
     node_desired_state_reconcile,
     node_frames_refused,
 )
-from inference.services import job_requeue_unheld, jobs_dispatch_waiting
+from inference.services import (
+    CLOSED_REFUSED,
+    AudioRefused,
+    HostAudio,
+    HostClaim,
+    JobClosed,
+    NotYourJob,
+    host_job_done,
+    host_job_fail,
+    host_job_renew,
+    host_job_start,
+    job_requeue_unheld,
+    jobs_dispatch_waiting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +69,8 @@ def _hello_recover(*, node_name: str, held) -> None:
     sends no ``jobs`` list, an older one, is left to the heartbeat), and jobs waiting for a
     node are dispatched (this one may be the node they wait for)."""
     if isinstance(held, list):
-        job_requeue_unheld(node_name=node_name, held=[int(j) for j in held if isinstance(j, int)])
+        # Job ids (v1/v2) or [job id, attempt] pairs (v3), as fleetagent.frames checked them.
+        job_requeue_unheld(node_name=node_name, held=[j if isinstance(j, int) else tuple(j) for j in held])
     jobs_dispatch_waiting()
 
 
@@ -66,14 +81,28 @@ FRAME_RATE_PER_S = 5.0
 FRAME_BURST = 700
 # Refusals are written to the node at most this often (a flood must not become a write flood).
 REFUSALS_SAVE_EVERY_S = 1.0
+# Job frames (protocol v3) have a budget of their own: a host sends a start and a done per job
+# and a renewal every LEASE_RENEW_S, and 5 frames/s would cap it at about two jobs a second.
+JOB_FRAME_RATE_PER_S = 50.0
+JOB_FRAME_BURST = 500
+# Binary audio frames are counted in bytes, not frames: 16 MiB/s is about 170 streams of
+# 24 kHz speech in real time; a burst of 64 MiB holds one whole job sent at once.
+AUDIO_BYTES_PER_S = 16 * 1024 * 1024
+AUDIO_BURST_BYTES = 64 * 1024 * 1024
 _frame_rates: dict[int, frames.FrameRate] = {}
+_job_frame_rates: dict[int, frames.FrameRate] = {}
+_audio_rates: dict[int, frames.FrameRate] = {}
+
+
+def _rate(rates: dict[int, frames.FrameRate], node_id: int, *, per_s: float, burst: int) -> frames.FrameRate:
+    rate = rates.get(node_id)
+    if rate is None:
+        rate = rates[node_id] = frames.FrameRate(per_s=per_s, burst=burst)
+    return rate
 
 
 def _frame_rate(node_id: int) -> frames.FrameRate:
-    rate = _frame_rates.get(node_id)
-    if rate is None:
-        rate = _frame_rates[node_id] = frames.FrameRate(per_s=FRAME_RATE_PER_S, burst=FRAME_BURST)
-    return rate
+    return _rate(_frame_rates, node_id, per_s=FRAME_RATE_PER_S, burst=FRAME_BURST)
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -83,6 +112,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     refused_unsaved = 0
     refused_message = ""
     refused_saved_at = 0.0
+    audio: HostAudio | None = None  # a v3 host's audio streams (inference.services.hosts)
 
     async def dispatch(self, message) -> None:
         # Channels runs close_old_connections on asgiref's one shared thread before every
@@ -110,6 +140,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code) -> None:
+        if self.audio is not None:
+            await self.audio.discard_all()
         if self.node is not None:
             await self._refusals_save()
         if self.node is not None and self.registered:
@@ -119,11 +151,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.node is None:
             return
-        if not _frame_rate(self.node.pk).take():
-            refusal = frames.FrameRefused(
-                f"more than {FRAME_RATE_PER_S:g} frames/s (burst {FRAME_BURST})", reason=frames.REASON_RATE, fatal=True
-            )
-            await self._refuse(refusal, close_code=protocol.CLOSE_RATE_LIMITED)
+        if bytes_data is not None and self.audio is not None:
+            await self.on_audio(bytes_data)
+            return
+        rate = _frame_rate(self.node.pk)
+        if not rate.take():
+            await self._refuse_flood(f"more than {FRAME_RATE_PER_S:g} frames/s (burst {FRAME_BURST})")
             return
         try:
             message = frames.agent_frame_parse(text_data if text_data is not None else bytes_data)
@@ -132,15 +165,32 @@ class AgentConsumer(AsyncWebsocketConsumer):
         except frames.FrameRefused as refusal:
             await self._refuse(refusal)
             return
+        if message["type"] in frames.JOB_FRAME_TYPES:
+            rate.refund()  # counted against the job-frame budget instead
+            job_rate = _rate(_job_frame_rates, self.node.pk, per_s=JOB_FRAME_RATE_PER_S, burst=JOB_FRAME_BURST)
+            if not job_rate.take():
+                await self._refuse_flood(f"more than {JOB_FRAME_RATE_PER_S:g} job frames/s (burst {JOB_FRAME_BURST})")
+                return
         handler = getattr(self, f"on_{message['type']}")
         await handler(message)
 
-    async def _refuse(self, refusal: frames.FrameRefused, *, close_code: int = protocol.CLOSE_BAD_PROTOCOL) -> None:
+    async def _refuse_flood(self, message: str) -> None:
+        refusal = frames.FrameRefused(message, reason=frames.REASON_RATE, fatal=True)
+        await self._refuse(refusal, close_code=protocol.CLOSE_RATE_LIMITED)
+
+    async def _refuse(
+        self,
+        refusal: frames.FrameRefused,
+        *,
+        close_code: int = protocol.CLOSE_BAD_PROTOCOL,
+        code: str = "bad_frame",
+        **fields,
+    ) -> None:
         """Answer, count and (for a fatal one) close; nothing of the frame is used."""
         self.refused_unsaved += 1
         self.refused_message = f"{refusal.reason}: {refusal.message}"
         await self.send(
-            protocol.message_encode(protocol.ERROR, version=self.version, code="bad_frame", message=refusal.message)
+            protocol.message_encode(protocol.ERROR, version=self.version, code=code, message=refusal.message, **fields)
         )
         if refusal.fatal or time.monotonic() - self.refused_saved_at >= REFUSALS_SAVE_EVERY_S:
             await self._refusals_save()
@@ -157,6 +207,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def on_hello(self, message: dict) -> None:
         self.version = message["v"]
+        if self.version >= protocol.JOB_FRAMES_FROM and self.audio is None:
+            self.audio = HostAudio(node_id=self.node.pk, run_sync=_db)
         self.node = await _db(node_agent_connect)(node_id=self.node.pk, channel_name=self.channel_name, hello=message)
         self.registered = True
         await _db(node_desired_state_reconcile)(
@@ -201,6 +253,90 @@ class AgentConsumer(AsyncWebsocketConsumer):
             )
             hub.node_state_changed(self.node.pk)
         await self.close()
+
+    # --- jobs of a host that holds no database (protocol v3; the work is inference.services.hosts)
+    async def _not_your_job(self, exc: NotYourJob) -> None:
+        """Refused like a bad frame (answered, counted on the node), but never fatal: it may be a race."""
+        refusal = frames.FrameRefused(exc.message, reason=frames.REASON_NOT_YOURS)
+        await self._refuse(refusal, code=exc.code, job_id=exc.job_id, attempt=exc.attempt)
+
+    async def _job_closed(self, job_id: int, attempt: int, status: str) -> None:
+        await self.send(
+            protocol.message_encode(
+                protocol.JOB_CLOSED, version=self.version, job_id=job_id, attempt=attempt, status=status
+            )
+        )
+
+    async def on_job_start(self, message: dict) -> None:
+        job_id, attempt = message["job_id"], message["attempt"]
+        try:
+            claim = await _db(host_job_start)(node_id=self.node.pk, job_id=job_id, attempt=attempt)
+        except NotYourJob as exc:
+            await self._not_your_job(exc)
+            claim = HostClaim(ok=False, reason=exc.code)
+        await self.send(
+            protocol.message_encode(
+                protocol.JOB_CLAIM,
+                version=self.version,
+                job_id=job_id,
+                attempt=attempt,
+                ok=claim.ok,
+                reason=claim.reason,
+            )
+        )
+
+    async def on_job_renew(self, message: dict) -> None:
+        renewal = await _db(host_job_renew)(node_id=self.node.pk, jobs=message["jobs"])
+        for job_id, attempt in renewal.closed:
+            # Ended meanwhile (cancelled, past its deadline): the host drops it.
+            await self.audio.discard((job_id, attempt))
+            await self._job_closed(job_id, attempt, CLOSED_REFUSED)
+        for exc in renewal.not_yours:
+            await self._not_your_job(exc)
+
+    async def on_job_done(self, message: dict) -> None:
+        await self._job_report(
+            message,
+            host_job_done,
+            audio_bytes=message["audio_bytes"],
+            gpu_seconds=message["gpu_seconds"],
+            audio_seconds=message["audio_seconds"],
+            engine_version=message["engine_version"],
+        )
+
+    async def on_job_fail(self, message: dict) -> None:
+        await self._job_report(message, host_job_fail, code=message["code"], message=message["message"])
+
+    async def _job_report(self, message: dict, report, **fields) -> None:
+        """A job_done or job_fail: the attempt's audio leaves this connection, the service closes the job."""
+        job_id, attempt = message["job_id"], message["attempt"]
+        writer = self.audio.take(job_id, attempt)
+        if report is host_job_done:
+            fields["writer"] = writer
+        try:
+            status = await _db(report)(node_id=self.node.pk, job_id=job_id, attempt=attempt, **fields)
+        except NotYourJob as exc:
+            await self._not_your_job(exc)
+            status = CLOSED_REFUSED
+        finally:
+            if writer is not None:
+                await asyncio.to_thread(writer.discard)
+        await self._job_closed(job_id, attempt, status)
+
+    async def on_audio(self, data: bytes) -> None:
+        if not _rate(_audio_rates, self.node.pk, per_s=AUDIO_BYTES_PER_S, burst=AUDIO_BURST_BYTES).take(len(data)):
+            await self._refuse_flood(f"more than {AUDIO_BYTES_PER_S} bytes/s of audio (burst {AUDIO_BURST_BYTES})")
+            return
+        try:
+            await self.audio.receive(frames.audio_frame_parse(data))
+        except frames.FrameRefused as refusal:
+            await self._refuse(refusal)
+        except AudioRefused as exc:
+            await self._refuse(frames.FrameRefused(exc.message))
+        except NotYourJob as exc:
+            await self._not_your_job(exc)
+        except JobClosed as exc:
+            await self._job_closed(exc.job_id, exc.attempt, CLOSED_REFUSED)
 
     # Channel-layer messages (from fleetagent.services.node_action_request).
     async def agent_command(self, event: dict) -> None:

@@ -4,7 +4,8 @@
 - ``jobs``: the quote (one set of request rules for the API and the playground), acceptance
   (reserve tokens, take a slot, queue on a node), cancel and fail.
 - ``dispatch``: which node runs a job, handing it over, running it on the node, closing it.
-- ``recovery``: requeue off a dead node, expiry past the deadline.
+- ``hosts``: jobs a GPU host runs with no database (protocol v3): claim, leases, its audio, its reports.
+- ``recovery``: requeue off a dead node or an expired lease, expiry past the deadline.
 - ``speech``: a request answered while the client waits, streamed or whole (the OpenAI-compatible endpoint).
 
 Every public name is re-exported here, so ``from inference.services import job_create``
@@ -18,14 +19,28 @@ from inference.errors import (
     JobNotSucceeded,
     JobTimedOut,
     NoNodeAvailable,
+    NotYourJob,
 )
 from inference.services.dispatch import (
     SYNTHESIZE_TASK,
     job_dispatch,
     job_execute,
     job_execute_local,
+    job_message,
     job_node_pick,
     job_output_path,
+)
+from inference.services.hosts import (
+    CLOSED_REFUSED,
+    AudioRefused,
+    HostAudio,
+    HostClaim,
+    HostRenewal,
+    JobClosed,
+    host_job_done,
+    host_job_fail,
+    host_job_renew,
+    host_job_start,
 )
 from inference.services.jobs import (
     IDEMPOTENCY_KEY_MAX,
@@ -44,6 +59,7 @@ from inference.services.recovery import (
     job_requeue_unheld,
     jobs_dispatch_waiting,
     jobs_expire_overdue,
+    jobs_reclaim_expired_leases,
     jobs_recover,
     jobs_republish_stale,
 )
@@ -58,6 +74,17 @@ from inference.services.speech import (
 from inference.services.voices import VOICE_NAME_MAX, voice_create, voice_delete, voice_rename
 
 __all__ = [
+    "CLOSED_REFUSED",
+    "AudioRefused",
+    "HostAudio",
+    "HostClaim",
+    "HostRenewal",
+    "JobClosed",
+    "NotYourJob",
+    "host_job_done",
+    "host_job_fail",
+    "host_job_renew",
+    "host_job_start",
     "IDEMPOTENCY_KEY_MAX",
     "JOB_TIMEOUT_S",
     "MAX_REQUEUES",
@@ -78,6 +105,7 @@ __all__ = [
     "job_dispatch",
     "job_execute",
     "job_execute_local",
+    "job_message",
     "job_fail",
     "job_node_pick",
     "job_output_path",
@@ -86,6 +114,7 @@ __all__ = [
     "job_requeue_unheld",
     "jobs_dispatch_waiting",
     "jobs_expire_overdue",
+    "jobs_reclaim_expired_leases",
     "jobs_recover",
     "jobs_republish_stale",
     "speech_stream",

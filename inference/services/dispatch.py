@@ -29,6 +29,7 @@ from django.utils import timezone
 from billing.errors import ReservationNotOpen
 from billing.services import job_slot_release, reservation_release, reservation_settle
 from console.errors import NotFound, VoxfleetError
+from fleetagent import protocol
 from fleetagent.choices import NodeState
 from fleetagent.selectors import node_pick_for_tenant
 from fleetagent.services import node_ensure
@@ -88,15 +89,52 @@ def job_execute_local(job_id: int, node_name: str) -> None:
         connections.close_all()
 
 
-def _job_publish(*, job_id: int, node_name: str, queue_name: str) -> None:
-    """Hand a queued job to its node: the node's Celery queue, or the in-process executor."""
+def job_message(*, job: SynthesisJob) -> dict:
+    """The JOB a v3 host runs with no database (fleetagent.protocol): what the engine needs.
+
+    ``attempt`` is the number the host's run will be (its claim must name it); the voice's
+    ``version`` is what the host caches its prompt audio under (presets have none: 0).
+    """
+    spec = _voice_spec_for_job(job)
+    parsed = parse_instruction(job.instruction) if job.instruction else None
+    return {
+        "job_id": job.pk,
+        "attempt": job.attempts + 1,
+        "text": job.text,
+        "language": job.language,
+        "instruction": parsed.to_dict() if parsed else None,
+        "seed": job.seed,
+        "speed": job.speed,
+        "deadline_ts": job.deadline_at.timestamp(),
+        "voice": {
+            "key": spec.key,
+            "version": job.voice.version if job.voice_id is not None else 0,
+            "language": spec.language,
+            "gender": spec.gender,
+            "display_name": spec.display_name,
+            "profile": spec.profile,
+            "prompt_transcript": spec.prompt_transcript or "",
+            "has_prompt_audio": bool(spec.prompt_audio_path),
+        },
+    }
+
+
+def _job_publish(*, job: SynthesisJob, node: Node) -> None:
+    """Hand a queued job to its node: the in-process executor, the job message of a host that
+    runs jobs with no database (protocol v3), or the legacy task of one that claims in SQL."""
+    job_id, node_name = job.pk, node.name
     try:
         if settings.EMBEDDED:
             if not executor_submit(job_execute_local, job_id, node_name):
                 # Picked up when the executor starts (inference.embedded recovers queued jobs).
                 logger.info("embedded executor not running; job %s stays queued", job_id)
+        elif node.protocol_version >= protocol.JOB_FRAMES_FROM:
+            current_app.send_task(protocol.RUN_JOB_TASK, kwargs={"job": job_message(job=job)}, queue=node.queue_name)
         else:
-            current_app.send_task(SYNTHESIZE_TASK, args=[job_id], kwargs={"node_name": node_name}, queue=queue_name)
+            # protocol_version 0 (never connected) too: the agent it gets may be an older one.
+            current_app.send_task(
+                SYNTHESIZE_TASK, args=[job_id], kwargs={"node_name": node_name}, queue=node.queue_name
+            )
     except Exception as exc:  # noqa: BLE001 - broker down: the customer must not pay for it
         logger.exception("could not dispatch job %s to %s", job_id, node_name)
         job = SynthesisJob.objects.select_related("tenant__plan").get(pk=job_id)
@@ -116,7 +154,7 @@ def job_dispatch(*, job_id: int) -> bool:
     and the deadline sweep ends it as ``no_node_available`` if none does in time. A one-node
     fleet whose agent restarts therefore loses nothing.
     """
-    job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
+    job = SynthesisJob.objects.select_related("tenant__plan", "node", "voice").filter(pk=job_id).first()
     if job is None or job.status != JobStatus.ACCEPTED:
         return False
     node = job.node
@@ -130,7 +168,7 @@ def job_dispatch(*, job_id: int) -> bool:
         status=JobStatus.QUEUED, node=node, queued_at=timezone.now()
     )
     if changed == 1:
-        _job_publish(job_id=job.pk, node_name=node.name, queue_name=node.queue_name)
+        _job_publish(job=job, node=node)
     return changed == 1
 
 
@@ -309,36 +347,57 @@ def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
             exc if isinstance(exc, VoxfleetError) else VoxfleetError(f"Synthesis failed: {exc}", code="engine_error")
         )
         logger.warning("job %s failed on %s: %s", job_id, node_name, error.message)
-        _db_retry(
-            lambda: _job_close(
-                job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine
-            )
-        )
-        job_listeners_notify(
-            job_id=job_id, outcome=JobStatus.FAILED, duration_s=time.perf_counter() - started, rtf=None
-        )
-        job.refresh_from_db()
+        _job_attempt_fail(job=job, mine=mine, error=error, duration_s=time.perf_counter() - started)
         return job
 
-    rtf = engine_seconds / audio_seconds if audio_seconds > 0 else None
+    _job_attempt_succeed(
+        job=job,
+        mine=mine,
+        path=path,
+        gpu_seconds=engine_seconds,
+        audio_seconds=audio_seconds,
+        engine_version=engine_version_label(engine),
+        started=started,
+    )
+    return job
+
+
+def _job_attempt_succeed(
+    *,
+    job: SynthesisJob,
+    mine: dict,
+    path: Path,
+    gpu_seconds: float,
+    audio_seconds: float,
+    engine_version: str,
+    started: float,
+) -> bool:
+    """Settle a job whose attempt ``mine`` (node and attempt filter) produced ``path``: whether it did.
+
+    The one place a job is charged, whoever ran it (the node's worker, or the console on behalf
+    of a GPU host that holds no database): a conditional UPDATE naming the attempt and the
+    settlement in one transaction, so a late, duplicate or foreign report is never charged.
+    """
+    rtf = gpu_seconds / audio_seconds if audio_seconds > 0 else None
     node = job.node
+    node_name = node.name if node else ""
     outcome = {
         "status": JobStatus.SUCCEEDED,
         "finished_at": timezone.now(),
-        "gpu_seconds": round(engine_seconds, 6),
+        "gpu_seconds": round(gpu_seconds, 6),
         "audio_seconds": round(audio_seconds, 6),
         "rtf": round(rtf, 6) if rtf is not None else None,
-        "engine_version": engine_version_label(engine)[:64],
+        "engine_version": engine_version[:64],
         "output_path": str(path),
     }
 
     def settle() -> int:
         with transaction.atomic():
-            finished = SynthesisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, **mine).update(**outcome)
+            finished = SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, **mine).update(**outcome)
             if finished == 1:
                 reservation_settle(
                     reservation_id=job.reservation_id,
-                    gpu_seconds=engine_seconds,
+                    gpu_seconds=gpu_seconds,
                     node_name=node_name,
                     gpu_model=node.gpu_model if node else "",
                 )
@@ -349,15 +408,27 @@ def _job_execute(*, job_id: int, node_name: str) -> SynthesisJob | None:
     if finished != 1:
         # Cancelled or moved off this node while the engine ran: the customer pays nothing
         # for this take. The file stays only if another attempt already owns it.
-        logger.info("job %s finished on %s after it was closed elsewhere; not charged", job_id, node_name)
-        job_listeners_notify(job_id=job_id, outcome="discarded", duration_s=time.perf_counter() - started, rtf=rtf)
+        logger.info("job %s finished on %s after it was closed elsewhere; not charged", job.pk, node_name)
+        job_listeners_notify(job_id=job.pk, outcome="discarded", duration_s=time.perf_counter() - started, rtf=rtf)
         job.refresh_from_db()
-        return job
+        return False
     # The slot goes back before the client is woken, or its very next request could find
     # its own finished job still holding the plan's only slot.
-    job_slot_release(tenant=job.tenant, job_id=job_id)
-    runtime.job_done_notify(job_id=job_id)
-    job_listeners_notify(job_id=job_id, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf)
+    job_slot_release(tenant=job.tenant, job_id=job.pk)
+    runtime.job_done_notify(job_id=job.pk)
+    job_listeners_notify(job_id=job.pk, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf)
     for name, value in outcome.items():
         setattr(job, name, value)
-    return job
+    return True
+
+
+def _job_attempt_fail(*, job: SynthesisJob, mine: dict, error: VoxfleetError, duration_s: float) -> bool:
+    """Fail a running job in attempt ``mine`` and release its tokens; False if it was closed elsewhere."""
+    closed = _db_retry(
+        lambda: _job_close(
+            job=job, from_statuses=(JobStatus.RUNNING,), status=JobStatus.FAILED, error=error, extra_filter=mine
+        )
+    )
+    job_listeners_notify(job_id=job.pk, outcome=JobStatus.FAILED, duration_s=duration_s, rtf=None)
+    job.refresh_from_db()
+    return closed

@@ -212,8 +212,7 @@ def job_create(
                 reservation_id=reservation.pk, status=JobStatus.QUEUED, queued_at=queued_at
             )
             job.reservation_id, job.status, job.queued_at = reservation.pk, JobStatus.QUEUED, queued_at
-            job_id, node_name, queue_name = job.pk, node.name, node.queue_name
-            transaction.on_commit(lambda: _job_publish(job_id=job_id, node_name=node_name, queue_name=queue_name))
+            transaction.on_commit(lambda: _job_publish(job=job, node=node))
     except IntegrityError:
         if slot_taken:
             job_slot_release(tenant=tenant, job_id=job.pk)

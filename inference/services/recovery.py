@@ -8,6 +8,8 @@ previous process and are requeued at once. A requeued job waits ``accepted`` for
 (``jobs_dispatch_waiting``: on every hello and on beat). ``jobs_republish_stale`` hands a
 job that stayed ``queued`` past a short grace on an idle node (its message lost by a broker
 restart) to the broker again; the node's conditional claim makes a duplicate harmless.
+``jobs_reclaim_expired_leases`` requeues running jobs whose GPU host stopped renewing their
+lease (protocol v3: the host holds no database, so its lease is all the console knows of it).
 ``jobs_expire_overdue`` fails what is past its deadline. All run on beat (``inference.
 jobs_recover``) and in the embedded executor's loop.
 """
@@ -69,31 +71,89 @@ def job_requeue_from_node(
         if started_before is not None:
             open_jobs = open_jobs.filter(started_at__lt=started_before)
     for job in open_jobs:
-        # A job still waiting in the dead node's queue never ran there: moving it is not a retry.
-        ran = job.status == JobStatus.RUNNING
-        if ran and job.requeues >= MAX_REQUEUES:
-            if job_fail(
-                job=job,
-                code="node_lost",
-                message=f"Node {node_name} stopped while running this job twice; nothing was charged.",
-            ):
-                outcome.failed.append(job.pk)
-            continue
-        with transaction.atomic():
-            moved = SynthesisJob.objects.filter(
-                pk=job.pk, node__name=node_name, status=job.status, requeues=job.requeues
-            ).update(status=JobStatus.ACCEPTED, node=None, requeues=F("requeues") + (1 if ran else 0), queued_at=None)
-            if moved == 1:
-                job_id = job.pk
-                transaction.on_commit(lambda job_id=job_id: job_dispatch(job_id=job_id))
-        if moved == 1:
-            outcome.requeued.append(job.pk)
+        _job_requeue(job=job, node_name=node_name, outcome=outcome)
     return outcome
 
 
-def job_requeue_unheld(*, node_name: str, held: Collection[int], now: dt.datetime | None = None) -> RequeueOutcome:
-    """An agent (re)connected holding ``held``: the node's other running jobs died with it."""
-    outcome = job_requeue_from_node(node_name=node_name, keep=set(held), started_before=now or timezone.now())
+def _job_requeue(
+    *, job: SynthesisJob, node_name: str, outcome: RequeueOutcome, extra_filter: dict | None = None
+) -> None:
+    """Move one open job off ``node_name``: requeue it once (it waits for a node), fail it the second time."""
+    # A job still waiting in the dead node's queue never ran there: moving it is not a retry.
+    ran = job.status == JobStatus.RUNNING
+    if ran and job.requeues >= MAX_REQUEUES:
+        if job_fail(
+            job=job,
+            code="node_lost",
+            message=f"Node {node_name} stopped while running this job twice; nothing was charged.",
+        ):
+            outcome.failed.append(job.pk)
+        return
+    with transaction.atomic():
+        moved = (
+            SynthesisJob.objects.filter(pk=job.pk, node__name=node_name, status=job.status, requeues=job.requeues)
+            .filter(**(extra_filter or {}))
+            .update(
+                status=JobStatus.ACCEPTED,
+                node=None,
+                requeues=F("requeues") + (1 if ran else 0),
+                queued_at=None,
+                lease_expires_at=None,
+            )
+        )
+        if moved == 1:
+            job_id = job.pk
+            transaction.on_commit(lambda: job_dispatch(job_id=job_id))
+    if moved == 1:
+        outcome.requeued.append(job.pk)
+
+
+def _ids(outcome: RequeueOutcome) -> list[int]:
+    return [*outcome.requeued, *outcome.failed]
+
+
+def jobs_reclaim_expired_leases(*, now: dt.datetime | None = None) -> RequeueOutcome:
+    """Running jobs whose host stopped renewing their lease (LEASE_S): requeued once, then failed.
+
+    A host that runs jobs with no database renews every LEASE_RENEW_S; one that died, hung or
+    lost its connection for longer gives its jobs back here, within seconds, not at their
+    deadline. Jobs with no lease (claimed in the database) are left to their node's heartbeat.
+    """
+    now = now or timezone.now()
+    outcome = RequeueOutcome(requeued=[], failed=[])
+    expired = SynthesisJob.objects.select_related("tenant__plan", "node").filter(
+        status=JobStatus.RUNNING, lease_expires_at__lt=now
+    )
+    for job in expired:
+        node_name = job.node.name if job.node else ""
+        _job_requeue(job=job, node_name=node_name, outcome=outcome, extra_filter={"lease_expires_at__lt": now})
+    if len(outcome):
+        logger.warning(
+            "reclaimed %d job(s) whose lease ran out: requeued %s, failed %s",
+            len(outcome),
+            outcome.requeued,
+            outcome.failed,
+        )
+    return outcome
+
+
+def job_requeue_unheld(
+    *, node_name: str, held: Collection[int] | Collection[tuple[int, int]], now: dt.datetime | None = None
+) -> RequeueOutcome:
+    """An agent (re)connected holding ``held``: the node's other running jobs died with it.
+
+    ``held`` is job ids (protocol v1/v2) or ``(job id, attempt)`` pairs (v3): a job held in an
+    attempt that is no longer its current one is not held.
+    """
+    keep = set()
+    pairs = {tuple(entry) for entry in held if not isinstance(entry, int)}
+    keep.update(entry for entry in held if isinstance(entry, int))
+    if pairs:
+        running = SynthesisJob.objects.filter(
+            node__name=node_name, status=JobStatus.RUNNING, pk__in=[job_id for job_id, _ in pairs]
+        ).values_list("pk", "attempts")
+        keep.update(job_id for job_id, attempts in running if (job_id, attempts) in pairs)
+    outcome = job_requeue_from_node(node_name=node_name, keep=keep, started_before=now or timezone.now())
     if len(outcome):
         logger.warning(
             "node %s reconnected without %d running job(s): requeued %s, failed %s",
@@ -123,7 +183,7 @@ def jobs_republish_stale(*, now: dt.datetime | None = None, grace_s: float = REP
     now = now or timezone.now()
     stale = SynthesisJob.objects.filter(
         status=JobStatus.QUEUED, queued_at__lt=now - dt.timedelta(seconds=grace_s), node__isnull=False
-    ).select_related("node")
+    ).select_related("node", "voice")
     busy = set(
         SynthesisJob.objects.filter(status=JobStatus.RUNNING, node__isnull=False).values_list("node_id", flat=True)
     )
@@ -135,7 +195,7 @@ def jobs_republish_stale(*, now: dt.datetime | None = None, grace_s: float = REP
         if SynthesisJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED, queued_at=job.queued_at).update(
             queued_at=now
         ):
-            _job_publish(job_id=job.pk, node_name=node.name, queue_name=node.queue_name)
+            _job_publish(job=job, node=node)
             republished.append(job.pk)
     if republished:
         logger.warning(
@@ -161,8 +221,12 @@ def jobs_expire_overdue(*, now: dt.datetime | None = None) -> list[int]:
 
 
 def jobs_recover(*, now: dt.datetime | None = None) -> dict:
-    """One recovery pass (beat every 2 s, and the embedded loop): dispatch, republish, expire."""
+    """One recovery pass (beat every 2 s, and the embedded loop): reclaim, dispatch, republish, expire.
+
+    Every 2 s, so a dead host's job is back in the queue within LEASE_S + 2 s of its last renewal.
+    """
     return {
+        "reclaimed": _ids(jobs_reclaim_expired_leases(now=now)),
         "dispatched": jobs_dispatch_waiting(),
         "republished": jobs_republish_stale(now=now),
         "expired": jobs_expire_overdue(now=now),
