@@ -100,7 +100,9 @@ def _fleet(tmp_path, *, redis_url: str | None = None, database_url: str | None =
     # Beat's periodic tasks (fleet sweep, job recovery) run on the console's own worker.
     server.spawn("console-worker", [sys.executable, "-m", "celery", "-A", "console", "worker", "-Q", "console",
                                     "--pool", "threads", "-c", "2", "-l", "info", "-n", f"console@{node_name}"])  # fmt: skip
-    agent_args = [sys.executable, "-m", "fleetagent", "--console", url, "--token", node["token"]]
+    # A v3 host: the console URL, its token and the broker (Redis, single-trust, used as given).
+    agent_args = [sys.executable, "-m", "fleetagent", "--console", url, "--token", node["token"],
+                  "--broker", env["REDIS_URL"]]  # fmt: skip
     fleet = Fleet(server, url, {"Authorization": f"Bearer {key}"}, agent_args, server.spawn("agent", agent_args))
     server.wait_ready(lambda: _try(server.healthz), what="the console", timeout_s=90, interval_s=0.3)
     first = server.wait_ready(lambda: _try(fleet.submit), what="a first job accepted", timeout_s=90, interval_s=0.5)

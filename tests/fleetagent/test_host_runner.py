@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from fleetagent.agent.collect import collector_open
 from fleetagent.agent.host import ConsoleLink, HostRuntime
 from fleetagent.agent.prompts import PromptCache
 from fleetagent.agent.stats import JobStats
-from fleetagent.agent.worker import JobRunner, synthesis_request
+from fleetagent.agent.worker import JobRunner, NotAJob, RetryLater, synthesis_request
 from fleetagent.models import Node
 from fleetagent.services import node_create
 from inference.audio.encode import pcm16
@@ -210,3 +211,28 @@ def test_a_wrong_token_ends_the_agent_at_its_first_connection(fleet_routing):
             asyncio.run(asyncio.wait_for(client.run(), timeout=30))
     finally:
         server.stop()
+
+
+def _offline_runner(tmp_path) -> JobRunner:
+    """A runner whose agent never connected (the console unreachable)."""
+    stats = JobStats()
+    runtime = HostRuntime(node_name="t-host-off", stats=stats)
+    client = _agent("http://127.0.0.1:9", "vfn_x", runtime, stats)
+    return JobRunner(
+        runtime=runtime, link=ConsoleLink(client), prompts=PromptCache(tmp_path), console_http="", token="vfn_x"
+    )
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_job_that_cannot_be_claimed_goes_back_to_the_queue_and_one_past_its_deadline_is_dropped(tmp_path):
+    runner = _offline_runner(tmp_path)
+    job = {"job_id": 41, "attempt": 1, "deadline_ts": time.time() + 60}
+    with pytest.raises(RetryLater, match="not connected"):
+        runner.run(job)  # never acked away: the worker retries the message later
+    assert runner.runtime.held() == [] and asyncio.run(runner.runtime.counts()) == (0, 0)
+    assert runner.run({**job, "deadline_ts": time.time() - 1}) == "expired"
+    with pytest.raises(NotAJob):
+        runner.run({"text": "no identity"})
+    runner.runtime.draining = True
+    with pytest.raises(RetryLater, match="drained"):
+        runner.run(job)
