@@ -51,7 +51,7 @@ def readings(message: dict, node: dict) -> list[dict]:
     return gpus_from_rows(message["gpu_fields"], node.get("gpus") or [])
 
 
-def hello(**extra) -> str:
+def hello(*, version: int = protocol.PROTOCOL_VERSION, **extra) -> str:
     fields = {
         "node": "",
         "hostname": "gpu-host-1",
@@ -62,7 +62,7 @@ def hello(**extra) -> str:
         "gpus": [{"index": 0, "name": "NVIDIA A10", "uuid": "GPU-1", "vram_total_mb": 23028.0}],
     }
     fields.update(extra)
-    return protocol.message_encode(protocol.HELLO, **fields)
+    return protocol.message_encode(protocol.HELLO, version=version, **fields)
 
 
 def sample(seq: int = 1, *, util: float = 55.0, ts: float | None = None, **node_stats) -> str:
