@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,29 @@ def spawn_host(server: LiveServer, name: str, args: list[str], *, home) -> subpr
     proc = subprocess.Popen(args, cwd=home, env=host_env(home), stdout=log, stderr=subprocess.STDOUT)
     server.processes.append(proc)
     return proc
+
+
+def staff_http(url: str) -> httpx.Client:
+    """A browser-like session of seed_demo's admin (Django's login form, CSRF cookie)."""
+    http = httpx.Client(base_url=url, timeout=30)
+    page = http.get("/admin/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    login = {"username": "admin", "password": "voxfleet-admin", "csrfmiddlewaretoken": token, "next": "/ops/"}
+    assert http.post("/admin/login/?next=/ops/", data=login).status_code == 302
+    return http
+
+
+def ops_action(server: LiveServer, http: httpx.Client, node: str, action: str) -> dict:
+    """Ask for an ops action from the API the dashboard uses; the record once the host acked it."""
+    asked = http.post(f"/ops/api/nodes/{node}/actions/", json={"action": action},
+                      headers={"X-CSRFToken": http.cookies["csrftoken"]})  # fmt: skip
+    assert asked.status_code == 202, asked.text
+
+    def acked():
+        record = http.get(f"/ops/api/actions/{asked.json()['id']}/").json()
+        return record if record["outcome"] != "pending" else None
+
+    return server.wait_ready(acked, what=f"the host's ack of {action}", timeout_s=60, interval_s=0.3)
 
 
 def test_a_host_with_no_database_serves_preset_and_cloned_voices_end_to_end(tmp_path):
@@ -175,5 +199,20 @@ def test_a_host_with_no_database_serves_preset_and_cloned_voices_end_to_end(tmp_
             lambda: f'voxfleet_jobs_total{{node="{node_name}",outcome="succeeded"}} 2.0' in metrics(),
             "the node's succeeded-jobs counter in /metrics",
         )
+
+        # Ops on a host with no database: drain stops its worker consuming the node's queue in
+        # process, resume starts it again (a job is served after it), restart reloads the engine.
+        http = staff_http(url)
+        drained = ops_action(server, http, node_name, "drain")
+        assert drained["outcome"] == "succeeded" and drained["detail"] == {"jobs_running": 0, "jobs_queued": 0}
+        _wait(
+            lambda: f"Canceling queue node.{node_name}" in (tmp_path / "agent.log").read_text(), "the queue cancelled"
+        )
+        assert ops_action(server, http, node_name, "resume")["outcome"] == "succeeded"
+        restarted = ops_action(server, http, node_name, "restart")
+        assert restarted["outcome"] == "succeeded" and restarted["detail"]["engine_reloaded"] is True
+        assert restarted["detail"]["jobs"] == {} and restarted["detail"]["jobs_finished"] == 0
+        after = _wait(lambda: speak("zh-female", 9), "a synthesis after drain, resume and restart")
+        assert job_of(after)["status"] == "succeeded"
     finally:
         server.stop()  # and drops its database
