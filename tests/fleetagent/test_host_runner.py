@@ -26,7 +26,7 @@ from fleetagent.agent.collect import collector_open
 from fleetagent.agent.host import ConsoleLink, HostRuntime
 from fleetagent.agent.prompts import PromptCache
 from fleetagent.agent.stats import JobStats
-from fleetagent.agent.worker import JobRunner, NotAJob, RetryLater, synthesis_request, worker_app
+from fleetagent.agent.worker import JobRunner, NotAJob, RetryLater, synthesis_request
 from fleetagent.models import Node
 from fleetagent.services import node_create
 from inference.audio.encode import pcm16
@@ -236,50 +236,3 @@ def test_a_job_that_cannot_be_claimed_goes_back_to_the_queue_and_one_past_its_de
     runner.runtime.draining = True
     with pytest.raises(RetryLater, match="drained"):
         runner.run(job)
-
-
-@pytest.fixture
-def host_worker(host):
-    """The host's own Celery worker (``worker_app``) consuming the node's queue in a thread, on the
-    console's broker; the console's Celery app is the current one again afterwards."""
-    from celery import _state
-    from celery.contrib.testing.worker import start_worker
-
-    console_app = _state.get_current_app()
-    app = worker_app(broker_url=console_app.conf.broker_url, runner=host.runner, runtime=host.runtime)
-    try:
-        with start_worker(app, pool="threads", perform_ping_check=False, queues=[host.node.queue_name]) as worker:
-            host.runtime.consumer_ready(worker.consumer)  # what the worker_ready signal does under app.Worker
-            # start_worker made the host's app the current one; the console publishes with its own.
-            console_app.set_current()
-            console_app.set_default()
-            yield worker
-    finally:
-        console_app.set_current()
-        console_app.set_default()
-
-
-def test_the_host_worker_runs_the_published_job_and_a_drain_stops_it_consuming(host, host_worker, make_tenant):
-    pro = make_tenant("pro")
-
-    def status(job) -> str:
-        return SynthesisJob.objects.get(pk=job.pk).status
-
-    job = job_create(tenant=pro, text="你好。", voice="zh-female", seed=9)
-    wait_until(lambda: status(job) == JobStatus.SUCCEEDED, what="the worker to run the job", timeout_s=60)
-
-    consumer = host_worker.consumer
-    host.on_loop(host.runtime.drain())
-    wait_until(
-        lambda: not consumer.task_consumer.consuming_from(host.node.queue_name),
-        what="the worker to stop consuming the node's queue",
-        timeout_s=10,
-    )
-    host.on_loop(host.runtime.resume())
-    wait_until(
-        lambda: consumer.task_consumer.consuming_from(host.node.queue_name),
-        what="the worker to consume again",
-        timeout_s=10,
-    )
-    again = job_create(tenant=pro, text="再见。", voice="zh-female", seed=10)
-    wait_until(lambda: status(again) == JobStatus.SUCCEEDED, what="the resumed worker to run a job", timeout_s=60)
