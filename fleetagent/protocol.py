@@ -61,12 +61,24 @@ Version 3: a host runs its jobs with no database (job frames)
                   AUDIO_FRAME_MAX bytes in all
   console -> agent (v3)
     job_claim {job_id, attempt, ok, reason}   ok false: not this node's (any more): drop it
+                                  (reason: already_running, past_deadline, not_your_job, or the
+                                  status the job ended in: cancelled, failed, ...)
     job_closed {job_id, attempt, status}      the console's word on a job_done/job_fail
-                                  (status: succeeded | failed | refused)
+                                  (status: succeeded | failed | refused); also sent unasked,
+                                  status refused, when a renewal or an audio frame names a job
+                                  that ended meanwhile (cancelled, past its deadline): drop it
   A v3 hello's ``jobs`` is a list of [job_id, attempt] pairs (a v2 hello's: job ids).
   A frame about a job that is not running on this node in that attempt is refused with
-  ``error {code: "not_your_job"}`` and logged; it changes nothing. Nodes whose agent speaks
-  v1/v2 (they still claim in the database) get the legacy task ``inference.synthesize``.
+  ``error {code: "not_your_job", message, job_id, attempt}`` (not fatal) and logged; it changes
+  nothing. Nodes whose agent speaks v1/v2 (they still claim in the database) get the legacy
+  task ``inference.synthesize``.
+  Audio of an attempt is one stream on one connection: it starts at offset 0 and each frame
+  continues exactly where the last ended (a gap, an overlap or another sample rate is refused
+  with ``error {code: "bad_frame"}``); the console discards a partial stream when the socket
+  closes, so after a reconnect a host sends a held job's audio again from offset 0. A job_done
+  whose audio_bytes differ from what the console holds fails the job (nothing is charged).
+  Job frames have their own rate budget (not the 5 frames/s of samples); binary frames are
+  counted in bytes per node.
 
 Version 2 differs from 1 in one thing: ``welcome`` carries ``draining``, the state the
 console wants the node in (the console is the source of truth: a drained node stays drained

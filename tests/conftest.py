@@ -171,6 +171,22 @@ def fleet_routing(settings, tmp_path):
     limits_clear(TEST_NODE_QUEUES)
 
 
+@pytest.fixture
+def published():
+    """Messages handed to the broker (Celery's own publish, not eager): (routing key, task, args, kwargs)."""
+    from celery.signals import before_task_publish
+
+    sent = []
+
+    def record(sender=None, body=None, routing_key=None, **kwargs):
+        args, task_kwargs, _ = body
+        sent.append((routing_key, sender, list(args), dict(task_kwargs)))
+
+    before_task_publish.connect(record, weak=False)
+    yield sent
+    before_task_publish.disconnect(record)
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory):
     """One real server (uvicorn, plus a Celery node worker with REDIS_URL) for the end-to-end API tests."""

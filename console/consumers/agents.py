@@ -162,6 +162,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             message = frames.agent_frame_parse(text_data if text_data is not None else bytes_data)
             if message["type"] != protocol.HELLO and not self.registered:
                 raise frames.FrameRefused("say hello first", reason=frames.REASON_ORDER, fatal=True)
+            if message["type"] in frames.JOB_FRAME_TYPES and self.audio is None:
+                raise frames.FrameRefused(
+                    f"job frames need a protocol {protocol.JOB_FRAMES_FROM} hello", reason=frames.REASON_ORDER
+                )
         except frames.FrameRefused as refusal:
             await self._refuse(refusal)
             return
@@ -295,9 +299,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self._not_your_job(exc)
 
     async def on_job_done(self, message: dict) -> None:
+        writer = self.audio.take(message["job_id"], message["attempt"])
         await self._job_report(
             message,
+            writer,
             host_job_done,
+            writer=writer,
             audio_bytes=message["audio_bytes"],
             gpu_seconds=message["gpu_seconds"],
             audio_seconds=message["audio_seconds"],
@@ -305,22 +312,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_job_fail(self, message: dict) -> None:
-        await self._job_report(message, host_job_fail, code=message["code"], message=message["message"])
+        writer = self.audio.take(message["job_id"], message["attempt"])
+        await self._job_report(message, writer, host_job_fail, code=message["code"], message=message["message"])
 
-    async def _job_report(self, message: dict, report, **fields) -> None:
-        """A job_done or job_fail: the attempt's audio leaves this connection, the service closes the job."""
-        job_id, attempt = message["job_id"], message["attempt"]
-        writer = self.audio.take(job_id, attempt)
-        if report is host_job_done:
-            fields["writer"] = writer
+    async def _job_report(self, frame: dict, partial, report, **fields) -> None:
+        """A job_done or job_fail: the service closes the job; the attempt's partial audio goes."""
+        job_id, attempt = frame["job_id"], frame["attempt"]
         try:
             status = await _db(report)(node_id=self.node.pk, job_id=job_id, attempt=attempt, **fields)
         except NotYourJob as exc:
             await self._not_your_job(exc)
             status = CLOSED_REFUSED
         finally:
-            if writer is not None:
-                await asyncio.to_thread(writer.discard)
+            if partial is not None:
+                await asyncio.to_thread(partial.discard)
         await self._job_closed(job_id, attempt, status)
 
     async def on_audio(self, data: bytes) -> None:

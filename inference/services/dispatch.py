@@ -1,7 +1,9 @@
 """Dispatch and execution: which node runs a job, handing it over, running it, closing it.
 
-``job_dispatch`` hands an accepted job to a node (``queued``): the node's Celery queue, or
-the in-process executor on the embedded default. ``job_execute`` on the node claims it
+``job_dispatch`` hands an accepted job to a node (``queued``): the node's Celery queue (the
+whole job, ``job_message``, to a host that runs jobs with no database, protocol v3, whose
+reports ``.hosts`` handles; the legacy task that claims in SQL to older agents), or the
+in-process executor on the embedded default. ``job_execute`` on the node claims it
 (``running``) with a conditional UPDATE, synthesizes sentence by sentence — each piece is
 stored and announced as it is ready (``inference.streaming``), so listeners hear the job
 while it runs — writes the WAV and settles (``succeeded``) or releases (``failed``). ``_job_close`` is the one way an open job ends

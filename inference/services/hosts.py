@@ -78,9 +78,16 @@ def _not_yours(*, node_id: int, job_id: int, attempt: int) -> NotYourJob:
 
 
 def _job_reported(*, node_id: int, job_id: int, attempt: int) -> SynthesisJob:
-    """The job a report names, if it is this node's in that attempt (open or not); else NotYourJob."""
+    """The job a report names, if it is this node's in that attempt (running, or ended since); else
+    NotYourJob. A job taken back and waiting for its next attempt (queued again) is no longer the
+    reported attempt's either."""
     job = SynthesisJob.objects.select_related("tenant__plan", "node").filter(pk=job_id).first()
-    if job is None or job.node_id != node_id or job.attempts != attempt:
+    if (
+        job is None
+        or job.node_id != node_id
+        or job.attempts != attempt
+        or job.status in (JobStatus.ACCEPTED, JobStatus.QUEUED)
+    ):
         raise _not_yours(node_id=node_id, job_id=job_id, attempt=attempt)
     return job
 
@@ -145,7 +152,7 @@ def host_job_renew(*, node_id: int, jobs, now: dt.datetime | None = None) -> Hos
     outcome = HostRenewal(closed=[], not_yours=[])
     for job_id, attempt in sorted(pairs):
         node, status, attempts = rows.get(job_id, (None, None, None))
-        if node == node_id and attempts == attempt:
+        if node == node_id and attempts == attempt and status not in (JobStatus.ACCEPTED, JobStatus.QUEUED):
             if status != JobStatus.RUNNING:
                 outcome.closed.append((job_id, attempt))
         else:

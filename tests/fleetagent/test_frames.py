@@ -234,3 +234,81 @@ def test_any_json_at_all_is_refused_or_clean(data):
     except FrameRefused:
         return
     assert _all_finite(frame)
+
+
+# --- protocol v3: job frames and binary audio frames ------------------------------------------------
+def job_frame(kind: str, **fields) -> str:
+    return protocol.message_encode(kind, version=protocol.JOB_FRAMES_FROM, **fields)
+
+
+def test_v3_job_frames_are_cleaned_to_their_documented_keys():
+    assert parse(job_frame(protocol.JOB_START, job_id=7, attempt=1, extra="dropped")) == {
+        "type": protocol.JOB_START,
+        "v": 3,
+        "job_id": 7,
+        "attempt": 1,
+    }
+    done = parse(
+        job_frame(protocol.JOB_DONE, job_id=7, attempt=2, audio_bytes=4800, gpu_seconds=1, engine_version="cv3")
+    )
+    assert (done["audio_bytes"], done["gpu_seconds"], done["audio_seconds"], done["engine_version"]) == (
+        4800,
+        1.0,
+        0.0,
+        "cv3",
+    )
+    fail = parse(job_frame(protocol.JOB_FAIL, job_id=7, attempt=1, code="cuda-oom_2", message="a\nb"))
+    assert (fail["code"], fail["message"]) == ("cuda-oom_2", "a b")
+    assert parse(job_frame(protocol.JOB_RENEW, jobs=[[7, 1], [8, 2]]))["jobs"] == [[7, 1], [8, 2]]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (job_frame(protocol.JOB_START, job_id=7, attempt=0), "attempt"),
+        (job_frame(protocol.JOB_START, job_id=True, attempt=1), "job_id"),
+        (job_frame(protocol.JOB_START, job_id=2**64, attempt=1), "job_id"),
+        (job_frame(protocol.JOB_START, job_id=7, attempt=40_000), "attempt"),
+        (job_frame(protocol.JOB_DONE, job_id=7, attempt=1, audio_bytes=-1), "audio_bytes"),
+        (job_frame(protocol.JOB_DONE, job_id=7, attempt=1, audio_bytes=2, gpu_seconds=1e9), "gpu_seconds"),
+        (job_frame(protocol.JOB_FAIL, job_id=7, attempt=1, code="<script>", message=""), "code"),
+        (job_frame(protocol.JOB_FAIL, job_id=7, attempt=1, code="", message=""), "code"),
+        (job_frame(protocol.JOB_RENEW, jobs=[[7]]), "pair"),
+        (job_frame(protocol.JOB_RENEW, jobs=[[7, 1]] * (frames.JOBS_HELD_MAX + 1)), "at most"),
+        (protocol.message_encode(protocol.JOB_START, version=2, job_id=7, attempt=1), "protocol 3"),
+    ],
+)
+def test_bad_job_frames_are_refused_not_fatally(text, fragment):
+    with pytest.raises(FrameRefused) as refused:
+        parse(text)
+    assert fragment in refused.value.message and not refused.value.fatal
+
+
+def test_a_v3_hello_holds_job_attempt_pairs_and_a_v2_hello_job_ids():
+    v3 = json.loads(protocol.message_encode(protocol.HELLO, version=3, jobs=[[5, 1]]))
+    v2 = json.loads(protocol.message_encode(protocol.HELLO, version=2, jobs=[5]))
+    assert parse(json.dumps(v3))["jobs"] == [[5, 1]] and parse(json.dumps(v2))["jobs"] == [5]
+    with pytest.raises(FrameRefused):
+        parse(json.dumps({**v3, "jobs": [5]}))  # v3 holds pairs
+
+
+def test_audio_frames_are_checked_before_any_byte_is_used():
+    pcm = b"\x00\x01" * 100
+    frame = frames.audio_frame_parse(
+        protocol.audio_frame_encode(job_id=7, attempt=2, sample_rate=24_000, offset=200, pcm=pcm)
+    )
+    assert frame == frames.AudioFrame(job_id=7, attempt=2, sample_rate=24_000, offset=200, pcm=pcm)
+    for bad in (
+        b"VXA3",
+        protocol.audio_frame_encode(job_id=7, attempt=1, sample_rate=24_000, offset=0, pcm=b"\x00"),
+        protocol.audio_frame_encode(job_id=7, attempt=1, sample_rate=4_000, offset=0, pcm=pcm),
+        protocol.audio_frame_encode(job_id=0, attempt=1, sample_rate=24_000, offset=0, pcm=pcm),
+        protocol.audio_frame_encode(job_id=7, attempt=0, sample_rate=24_000, offset=0, pcm=pcm),
+        protocol.audio_frame_encode(
+            job_id=7, attempt=1, sample_rate=24_000, offset=frames.JOB_AUDIO_MAX_BYTES - 100, pcm=pcm
+        ),
+        b"XXXX" + protocol.audio_frame_encode(job_id=7, attempt=1, sample_rate=24_000, offset=0, pcm=pcm)[4:],
+    ):
+        with pytest.raises(FrameRefused) as refused:
+            frames.audio_frame_parse(bad)
+        assert not refused.value.fatal

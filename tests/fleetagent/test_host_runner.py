@@ -72,7 +72,8 @@ def _agent(url: str, token: str, runtime: HostRuntime, stats: JobStats, **kwargs
 @pytest.fixture
 def host(fleet_routing, tmp_path):
     server = ThreadedLiveServer().start()
-    node, token = node_create(name="t-host-a")
+    node, token = node_create(name="t-runner-a")
+    _queue_purge(node.queue_name)  # the in-memory broker outlives tests (Redis is purged by fleet_routing)
     stats = JobStats()
     runtime = HostRuntime(node_name="", stats=stats)
     client = _agent(server.url, token, runtime, stats)
@@ -90,6 +91,15 @@ def host(fleet_routing, tmp_path):
         agent.result(15)
         loop.call_soon_threadsafe(loop.stop)
         server.stop()
+
+
+def _queue_purge(queue_name: str) -> None:
+    with current_app.connection_for_write() as connection:
+        queue = connection.SimpleQueue(queue_name)
+        try:
+            queue.clear()
+        finally:
+            queue.close()
 
 
 def _published_job(queue_name: str) -> dict:

@@ -8,7 +8,6 @@ import wave
 from pathlib import Path
 
 import pytest
-from celery.signals import before_task_publish
 from django.conf import settings as django_settings
 from django.db.models import F
 from django.utils import timezone
@@ -38,20 +37,6 @@ from tests.support.fleet import agent_hello, node_online
 from tests.support.jobs import job_claim_as_worker
 
 pytestmark = pytest.mark.usefixtures("fleet_routing")
-
-
-@pytest.fixture
-def published():
-    """Messages handed to Celery: (routing key, task name, args, kwargs)."""
-    sent = []
-
-    def record(sender=None, body=None, routing_key=None, **kwargs):
-        args, task_kwargs, _ = body
-        sent.append((routing_key, sender, list(args), dict(task_kwargs)))
-
-    before_task_publish.connect(record, weak=False)
-    yield sent
-    before_task_publish.disconnect(record)
 
 
 def _marked_offline(node):
