@@ -1,5 +1,6 @@
-"""Voxfleet console: the Django project (settings, URLs, ASGI app), portal, ops dashboard and consumers."""
+"""Voxfleet console: the Django project (settings, URLs, ASGI app), portal, ops dashboard and consumers.
 
-from console.celery import app as celery_app
-
-__all__ = ("celery_app",)
+The Celery app (``console.celery``) is created when Django starts (``ConsoleConfig.ready``) and
+by ``celery -A console``, not on import of this package: a GPU host imports the console's base
+modules (``console.errors``) without Django.
+"""

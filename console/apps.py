@@ -6,6 +6,9 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Voxfleet console"
 
     def ready(self) -> None:
+        # Every Django process (uvicorn, manage.py, a worker) sends tasks through this app.
+        import console.celery  # noqa: F401
+
         # The fleet registry cannot import the console: it signals, the console listens.
         from console.consumers.broadcast import nodes_changed_receiver
         from fleetagent.signals import nodes_changed

@@ -2,17 +2,13 @@
 
 Services raise ``VoxfleetError`` subclasses; API views never build error responses by
 hand. The OpenAI-compatible endpoints render the same error in OpenAI's shape.
+
+The error types import nothing: a GPU host (``python -m fleetagent``) raises them from the
+engine layer without Django, so Django and DRF are imported only by the functions that
+render an answer.
 """
 
 from __future__ import annotations
-
-from django.http import JsonResponse
-from django.views import csrf as django_csrf
-from django.views import defaults as django_defaults
-from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions as drf_exceptions
-from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class VoxfleetError(Exception):
@@ -75,6 +71,10 @@ class ServiceUnavailable(VoxfleetError):
 
 def api_exception_handler(exc, context):
     """DRF handler: VoxfleetError and DRF's own errors share one JSON shape."""
+    from rest_framework import exceptions as drf_exceptions
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, VoxfleetError):
         return Response(exc.as_dict(), status=exc.status, headers=exc.headers)
     response = drf_exception_handler(exc, context)
@@ -98,7 +98,10 @@ def api_exception_handler(exc, context):
 API_PREFIXES = ("/api/", "/v1/", "/fleet/")
 
 
-def _api_error_response(request, *, status: int, code: str, message: str) -> JsonResponse | None:
+def _api_error_response(request, *, status: int, code: str, message: str):
+    """A JsonResponse in the API's shape under /api/ and /v1/, else None."""
+    from django.http import JsonResponse
+
     path = request.path
     if path.startswith("/v1/"):
         type_ = "invalid_request_error" if status < 500 else "server_error"
@@ -110,7 +113,6 @@ def _api_error_response(request, *, status: int, code: str, message: str) -> Jso
     return JsonResponse(body, status=status)
 
 
-@csrf_exempt  # nothing to protect, and a CSRF refusal would answer HTML instead of the 404
 def api_not_found(request, *args, **kwargs):
     """The catch-all under /api/ and /v1/ (console/urls.py): a JSON 404 naming the URL."""
     return _api_error_response(
@@ -118,13 +120,22 @@ def api_not_found(request, *args, **kwargs):
     )
 
 
+# What django.views.decorators.csrf.csrf_exempt sets (without importing Django here): nothing to
+# protect, and a CSRF refusal would answer HTML instead of the 404.
+api_not_found.csrf_exempt = True
+
+
 def handler400(request, exception=None):
+    from django.views import defaults as django_defaults
+
     return _api_error_response(
         request, status=400, code="bad_request", message="The request could not be understood."
     ) or django_defaults.bad_request(request, exception)
 
 
 def handler404(request, exception=None):
+    from django.views import defaults as django_defaults
+
     return _api_error_response(
         request, status=404, code="not_found", message=f"There is no {request.method} {request.path} in this API."
     ) or django_defaults.page_not_found(request, exception)
@@ -137,6 +148,7 @@ def handler500(request):
     import sys
 
     from django.db import DatabaseError
+    from django.views import defaults as django_defaults
 
     if isinstance(sys.exc_info()[1], DatabaseError):
         return database_fault_response(request)
@@ -147,6 +159,8 @@ def handler500(request):
 
 def csrf_failure(request, reason=""):
     """CSRF_FAILURE_VIEW: JSON 403 under the APIs, Django's page elsewhere."""
+    from django.views import csrf as django_csrf
+
     return _api_error_response(
         request, status=403, code="csrf_failed", message=f"CSRF check failed: {reason}"
     ) or django_csrf.csrf_failure(request, reason=reason)

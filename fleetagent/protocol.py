@@ -1,7 +1,8 @@
 """The agent <-> console websocket protocol (JSON text frames), versioned.
 
-Version 2 (the console also accepts version 1 agents, so hosts can be upgraded one by one;
-upgrade the console first). Every frame is a JSON object with ``"type"`` and ``"v"`` (the
+Version 3 (the console also accepts version 1 and 2 agents, so hosts can be upgraded one by
+one; upgrade the console first). A GPU host (``python -m fleetagent``) speaks 3; the embedded
+local node of the console, whose jobs run in the console's own process, speaks 2. Every frame is a JSON object with ``"type"`` and ``"v"`` (the
 protocol version); the console answers each agent in the version of its hello.
 
 agent -> console
@@ -93,11 +94,11 @@ import json
 import struct
 from typing import Any
 
-PROTOCOL_VERSION = 2  # the agent speaks 3 once it runs jobs without a database
+PROTOCOL_VERSION = 3  # a GPU host (python -m fleetagent); the embedded local node still speaks 2
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 # From this version on a host runs jobs with no database (job frames, RUN_JOB_TASK).
 JOB_FRAMES_FROM = 3
-AGENT_VERSION = "1.1.0"
+AGENT_VERSION = "1.2.0"
 
 HELLO = "hello"
 SAMPLE = "sample"

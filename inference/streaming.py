@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from inference.audio.encode import pcm16 as pcm16  # the engine layer's conversion, named here for producers
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def job_audio_group(job_id: int) -> str:
 
 def partial_path(output: Path) -> Path:
     return output.with_name(output.name + ".pcm.part")
-
-
-def pcm16(samples: numpy.ndarray) -> bytes:
-    """Float samples as 16-bit LE PCM, rounded as ``SynthesisResult.to_pcm_bytes`` does."""
-    clipped = numpy.clip(numpy.asarray(samples, dtype=numpy.float64), -1.0, 1.0)
-    return numpy.rint(clipped * 32767.0).astype("<i2").tobytes()
 
 
 class JobAudioWriter:

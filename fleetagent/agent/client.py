@@ -3,6 +3,12 @@
 One socket to the console. While it is down the agent keeps sampling into a bounded
 buffer (oldest dropped first) and reconnects with exponential backoff and jitter; on
 reconnect it says hello again and sends what it buffered, oldest first.
+
+Job frames (protocol v3, a GPU host's ``fleetagent.agent.host``) travel on the same socket but
+only within one connection: a frame for a connection that dropped is never sent on the next
+one (the job it belongs to stops; the console's lease decides), so each is handed in with the
+connection's ``session`` number. Other threads (the host's Celery worker) hand frames to this
+client's loop with ``asyncio.run_coroutine_threadsafe`` (``ConsoleLink``).
 """
 
 from __future__ import annotations
@@ -16,15 +22,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import websockets
-from django.db import DatabaseError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fleetagent import protocol
 from fleetagent.agent.collect import CpuCollector, NvmlCollector, host_read
-from inference.listeners import jobs_held
 
 if TYPE_CHECKING:
-    from fleetagent.agent.runtime import NodeRuntime
+    from fleetagent.agent.ops import OpsRuntime
     from fleetagent.agent.stats import JobStats
 
 logger = logging.getLogger(__name__)
@@ -34,6 +38,14 @@ BACKOFF_INITIAL_S = 0.5
 # Capped low so a console or Redis restart has every agent back within a few seconds; the
 # jitter spreads 625 hosts' reconnects over the interval instead of one thundering herd.
 BACKOFF_MAX_S = 3.0
+
+
+class JobLinkLost(ConnectionError):
+    """The connection a job frame belonged to is gone (or was never up)."""
+
+
+class AgentRefused(ConnectionError):
+    """The console refused this agent's credentials (HTTP 403 or 401 on the websocket)."""
 
 
 def backoff_delay(backoff: float) -> float:
@@ -51,6 +63,16 @@ def agent_ws_url(console_url: str) -> str:
     return url if url.endswith("/ws/agent") else url + "/ws/agent/"
 
 
+def console_http_url(console_url: str) -> str:
+    """The console's HTTP(S) base for a URL given as http(s):// or ws(s)://…[/ws/agent/]."""
+    url = console_url.rstrip("/").removesuffix("/ws/agent")
+    if url.startswith("wss://"):
+        return "https://" + url[len("wss://") :]
+    if url.startswith("ws://"):
+        return "http://" + url[len("ws://") :]
+    return url
+
+
 class AgentClient:
     def __init__(
         self,
@@ -58,13 +80,14 @@ class AgentClient:
         console_url: str,
         token: str,
         collector: NvmlCollector | CpuCollector,
-        runtime: NodeRuntime,
+        runtime: OpsRuntime,
         stats: JobStats,
         node_name: str = "",
         engine: str = "",
         interval_s: float = 1.0,
         buffer_max: int = BUFFER_MAX,
         connect=None,
+        stop_on_refusal: bool = False,
     ) -> None:
         self.url = agent_ws_url(console_url)
         # connect() -> async context manager yielding a socket with send/recv/async-iteration;
@@ -77,6 +100,9 @@ class AgentClient:
         self.node_name = node_name
         self.engine = engine
         self.interval_s = interval_s
+        # A host started by hand stops on a wrong token (AgentRefused) instead of retrying it
+        # (before its first connection: a console that refuses later is retried).
+        self.stop_on_refusal = stop_on_refusal
         self.buffer: deque[str] = deque(maxlen=buffer_max)
         self.acks: deque[str] = deque()
         self.dropped = 0
@@ -88,17 +114,19 @@ class AgentClient:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self.version = runtime.protocol_version
+        # The number of the current connection (after its welcome), 0 before the first; job
+        # frames name it and are dropped with their connection.
+        self.session = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._job_out: deque[tuple[int, str | bytes, asyncio.Future | None]] = deque()
+        self._replies: dict[tuple, asyncio.Future] = {}
 
     # --- samples -------------------------------------------------------------------------
     async def sample_build(self) -> dict:
         gpus = await asyncio.to_thread(self.collector.read)
         host = await asyncio.to_thread(host_read)
-        try:
-            running, queued = await self.runtime.counts()
-        except DatabaseError as exc:
-            # A database hiccup must not silence the heartbeat: report the hardware anyway.
-            logger.warning("job counts unavailable: %s", exc)
-            running, queued = self.stats.jobs_running, self.stats.jobs_queued
+        running, queued = await self.runtime.sample_counts()
         self.stats.jobs_queued = queued
         self._seq += 1
         return {
@@ -120,7 +148,7 @@ class AgentClient:
         while not self._stop.is_set():
             try:
                 sample = await self.sample_build()
-                self._enqueue(protocol.message_encode(protocol.SAMPLE, **sample))
+                self._enqueue(protocol.message_encode(protocol.SAMPLE, version=self.version, **sample))
             except Exception:  # noqa: BLE001 - a failed reading must not stop the heartbeat loop
                 logger.exception("sampling failed")
             next_at += self.interval_s
@@ -130,6 +158,7 @@ class AgentClient:
     def hello(self) -> str:
         return protocol.message_encode(
             protocol.HELLO,
+            version=self.version,
             node=self.node_name,
             hostname=socket.gethostname(),
             agent_version=protocol.AGENT_VERSION,
@@ -140,7 +169,7 @@ class AgentClient:
             gpus=[gpu.as_dict() for gpu in self.collector.gpus],
             draining=self.runtime.draining,
             # Only a process that runs the node's jobs knows which it holds (not --no-worker).
-            **({"jobs": jobs_held()} if self.runtime.runs_jobs else {}),
+            **({"jobs": self.runtime.jobs_held()} if self.runtime.runs_jobs else {}),
         )
 
     def _ws_connect(self):
@@ -154,6 +183,7 @@ class AgentClient:
 
     async def run(self) -> None:
         """Run until stop(): sampling continues across disconnects."""
+        self.loop = asyncio.get_running_loop()
         if not self.collector.nvml:
             logger.warning("fleet agent in CPU mode: %s", self.collector.reason)
         sampler = asyncio.create_task(self._sampler(), name="agent-sampler")
@@ -167,8 +197,10 @@ class AgentClient:
                         if welcome["type"] != protocol.WELCOME:
                             raise ConnectionError(f"console refused the agent: {welcome.get('message')}")
                         self.node_name = welcome.get("node", self.node_name)
+                        self.runtime.node_name = self.node_name
                         await self._desired_state_apply(welcome)
                         self.connects += 1
+                        self.session += 1
                         self.last_refusal = ""
                         backoff = BACKOFF_INITIAL_S
                         logger.info("connected to %s as node %s", self.url, self.node_name)
@@ -177,11 +209,14 @@ class AgentClient:
                             await self._session(ws)
                         finally:
                             self.connected.clear()
+                            self._jobs_link_drop()
                 except asyncio.CancelledError:
                     raise
                 except InvalidStatus as exc:
                     self.last_refusal = f"console answered HTTP {exc.response.status_code} (wrong or revoked token?)"
                     logger.error("agent refused: %s", self.last_refusal)
+                    if self.stop_on_refusal and not self.connects and exc.response.status_code in (401, 403):
+                        raise AgentRefused(self.last_refusal) from exc
                 except (OSError, ConnectionClosed, ConnectionError, TimeoutError, protocol.ProtocolError) as exc:
                     logger.warning("console connection lost: %s", exc)
                 if self._stop.is_set():
@@ -210,14 +245,15 @@ class AgentClient:
     async def _session(self, ws) -> None:
         sender = asyncio.create_task(self._send_loop(ws))
         receiver = asyncio.create_task(self._recv_loop(ws))
+        renewer = asyncio.create_task(self._renew_loop())
         stopper = asyncio.create_task(self._stop.wait())
-        done, pending = await asyncio.wait({sender, receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait({sender, receiver, renewer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if stopper in done:
             try:
-                await ws.send(protocol.message_encode(protocol.BYE, reason="agent stopping"))
+                await ws.send(protocol.message_encode(protocol.BYE, version=self.version, reason="agent stopping"))
             except ConnectionClosed:
                 pass
         for task in done:
@@ -228,13 +264,24 @@ class AgentClient:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.acks or self.buffer:
-                # Acks first: an ops action waits on them; a sample left in the buffer is resent.
-                queue = self.acks if self.acks else self.buffer
-                text = queue[0]
-                await ws.send(text)
-                if queue and queue[0] is text:
-                    queue.popleft()
+            while self.acks or self._job_out or self.buffer:
+                if self.acks or not self._job_out:
+                    # Acks first: an ops action waits on them; a sample left in the buffer is resent.
+                    queue = self.acks if self.acks else self.buffer
+                    text = queue[0]
+                    await ws.send(text)
+                    if queue and queue[0] is text:
+                        queue.popleft()
+                    continue
+                # Then job frames, in the order handed in (job_start, audio, job_done).
+                session, data, sent = self._job_out.popleft()
+                if session != self.session:
+                    if sent is not None and not sent.done():
+                        sent.set_exception(JobLinkLost("the connection of this job frame is gone"))
+                    continue
+                await ws.send(data)
+                if sent is not None and not sent.done():
+                    sent.set_result(None)
 
     async def _recv_loop(self, ws) -> None:
         async for raw in ws:
@@ -243,8 +290,19 @@ class AgentClient:
                 task = asyncio.create_task(self._command(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            elif message["type"] in (protocol.JOB_CLAIM, protocol.JOB_CLOSED):
+                job = (message.get("job_id"), message.get("attempt"))
+                waiter = self._replies.pop((message["type"], *job), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+                elif message["type"] == protocol.JOB_CLOSED:
+                    # Unasked: the job ended on the console (cancelled, past its deadline): it stops here.
+                    self.runtime.job_ended_elsewhere(*job, outcome=str(message.get("status") or "refused"))
             elif message["type"] == protocol.ERROR:
-                logger.error("console error: %s", message.get("message"))
+                logger.error("console error: %s (%s)", message.get("message"), message.get("code"))
+                if message.get("job_id") is not None:
+                    # A frame about a job refused (not_your_job): that job stops here.
+                    self.runtime.job_ended_elsewhere(message.get("job_id"), message.get("attempt"), outcome="refused")
 
     async def _command(self, message: dict) -> None:
         action = message["action"]
@@ -255,9 +313,66 @@ class AgentClient:
         except Exception as exc:  # noqa: BLE001 - reported to the console in the ack
             logger.exception("ops command %s failed", action)
             ack = {"ok": False, "detail": {}, "error": f"{type(exc).__name__}: {exc}"}
-        self.acks.append(protocol.message_encode(protocol.ACK, command_id=message["command_id"], action=action, **ack))
+        self.acks.append(
+            protocol.message_encode(
+                protocol.ACK, version=self.version, command_id=message["command_id"], action=action, **ack
+            )
+        )
         self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    # --- job frames (v3): called on this client's loop (ConsoleLink hands them over) ----------
+    def _session_check(self, session: int) -> None:
+        if not self.connected.is_set() or session != self.session:
+            raise JobLinkLost("not connected to the console" if not self.connected.is_set() else "reconnected since")
+
+    async def job_send(self, data: str | bytes, *, session: int) -> None:
+        """Send one job frame on connection ``session``, in order; JobLinkLost if it is gone."""
+        self._session_check(session)
+        sent = asyncio.get_running_loop().create_future()
+        self._job_out.append((session, data, sent))
+        self._wake.set()
+        await sent
+
+    async def job_request(self, text: str, *, reply: tuple, session: int, timeout_s: float) -> dict | None:
+        """Send ``text`` and wait for the console's answer ``reply`` = (type, job_id, attempt).
+
+        None when none came within ``timeout_s``; JobLinkLost when the connection went.
+        """
+        self._session_check(session)
+        waiter = asyncio.get_running_loop().create_future()
+        self._replies[reply] = waiter
+        try:
+            await self.job_send(text, session=session)
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout=timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            if self._replies.get(reply) is waiter:
+                del self._replies[reply]
+
+    def _jobs_link_drop(self) -> None:
+        """The connection went: its unsent job frames and unanswered requests fail now."""
+        lost = JobLinkLost("the console connection dropped")
+        while self._job_out:
+            _session, _data, sent = self._job_out.popleft()
+            if sent is not None and not sent.done():
+                sent.set_exception(lost)
+        replies, self._replies = self._replies, {}
+        for waiter in replies.values():
+            if not waiter.done():
+                waiter.set_exception(lost)
+        self.runtime.link_lost()
+
+    async def _renew_loop(self) -> None:
+        """Lease renewal (v3): every LEASE_RENEW_S while this process holds jobs."""
+        while True:
+            await asyncio.sleep(protocol.LEASE_RENEW_S)
+            leases = self.runtime.job_leases()
+            if leases:
+                frame = protocol.message_encode(protocol.JOB_RENEW, version=self.version, jobs=leases)
+                self._job_out.append((self.session, frame, None))
+                self._wake.set()

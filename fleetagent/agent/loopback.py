@@ -58,10 +58,11 @@ class LoopbackConnection:
             except Exception:  # noqa: BLE001 - the consumer's own error is logged by Channels
                 pass
 
-    async def send(self, text: str) -> None:
+    async def send(self, data: str | bytes) -> None:
         if self.closed:
             raise LoopbackClosed("in-process socket is closed")
-        await self._to_app.put({"type": "websocket.receive", "text": text})
+        key = "bytes" if isinstance(data, bytes | bytearray) else "text"
+        await self._to_app.put({"type": "websocket.receive", key: bytes(data) if key == "bytes" else data})
 
     async def recv(self) -> str:
         while True:

@@ -1,59 +1,25 @@
-"""What the agent does for ops commands, and the job counts it reports.
+"""The ops runtime of the embedded local node, whose jobs run in this process through the database.
 
-``NodeRuntime`` is the in-process side shared by the embedded local node and a GPU host:
-drain (take no new jobs), resume, restart (drain, let in-flight jobs finish or requeue them,
-clear engine caches + ``torch.cuda.empty_cache()`` and reload through the engine layer's
-``inference.engines.engine_clear_and_reload``, resume). ``CeleryNodeRuntime`` additionally
-stops and restarts consumption of the node's Celery queue through worker remote control.
-
-The agent is an entry point: it reads and moves jobs only through the jobs app's public
-selectors and services.
+``NodeRuntime`` counts and moves the node's jobs in SQL through the jobs app's public selectors
+and services (the agent is an entry point); drain/resume/restart themselves are
+``fleetagent.agent.ops.OpsRuntime``'s. A GPU host, which holds no database, uses
+``fleetagent.agent.host.HostRuntime`` instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 
-from inference.engines import engine_clear_and_reload
+from fleetagent.agent.ops import OpsRuntime
+from fleetagent.protocol import JOB_FRAMES_FROM
+from inference.listeners import jobs_held
 from inference.selectors import job_counts_for_node, job_ids_running_on_node, job_outcomes
 from inference.services import job_requeue_from_node
 
-if TYPE_CHECKING:
-    from fleetagent.agent.stats import JobStats
-
 logger = logging.getLogger(__name__)
-
-# How long a restart waits for in-flight jobs to finish before handing them back to the
-# jobs app to requeue (they have their own deadlines; this bounds the restart itself).
-RESTART_DRAIN_TIMEOUT_S = 120.0
-
-
-def engine_restart_detail() -> dict:
-    """Reload the engine (caches, empty_cache, load again) and report it for the restart's ack.
-
-    VRAM in MB is torch's reserved memory on CUDA (what empty_cache gives back); None without CUDA.
-    """
-    result = engine_clear_and_reload()
-    before, after = result.get("vram_before") or {}, result.get("vram_after") or {}
-    engine = result.get("engine")
-    return {
-        "vram_before_mb": _mb(before.get("reserved")),
-        "vram_after_mb": _mb(after.get("reserved")),
-        "vram_allocated_before_mb": _mb(before.get("allocated")),
-        "vram_allocated_after_mb": _mb(after.get("allocated")),
-        "reload_s": result.get("reload_s"),
-        "engine": engine if isinstance(engine, str | dict) else str(engine),
-        "engine_reloaded": True,
-    }
-
-
-def _mb(value) -> float | None:
-    return None if value is None else round(value / (1024 * 1024), 1)
 
 
 def jobs_requeue(*, node_name: str) -> int:
@@ -61,120 +27,31 @@ def jobs_requeue(*, node_name: str) -> int:
     return len(job_requeue_from_node(node_name=node_name))
 
 
-class NodeRuntime:
-    """Drain/resume/restart for a node whose jobs run in this process."""
+class NodeRuntime(OpsRuntime):
+    """Drain/resume/restart for a node whose jobs this process claims and settles in SQL."""
 
-    def __init__(
-        self,
-        *,
-        node_name: str,
-        stats: JobStats,
-        drain_timeout_s: float = RESTART_DRAIN_TIMEOUT_S,
-        runs_jobs: bool = True,
-    ) -> None:
-        self.node_name = node_name
-        # Whether the node's jobs run in this process (its hello then names the ones it holds).
-        self.runs_jobs = runs_jobs
-        self.stats = stats
-        self.draining = False
-        self.drain_timeout_s = drain_timeout_s
-        # While a restart waits for in-flight jobs: how many it is waiting for (else None).
-        self.restart_waiting_for: int | None = None
-        self._lock = asyncio.Lock()
+    # It claims in the database (protocol v2): no job frames.
+    protocol_version = JOB_FRAMES_FROM - 1
 
     async def counts(self) -> tuple[int, int]:
         return await database_sync_to_async(job_counts_for_node)(node_name=self.node_name)
 
-    # Hooks for the Celery worker (no-ops in embedded mode, where dispatch already skips
-    # a draining node because node_pick_for_tenant only picks online nodes).
-    async def _consume_stop(self) -> None:
-        return None
+    async def sample_counts(self) -> tuple[int, int]:
+        try:
+            return await self.counts()
+        except DatabaseError as exc:
+            # A database hiccup must not silence the heartbeat: report the hardware anyway.
+            logger.warning("job counts unavailable: %s", exc)
+            return self.stats.jobs_running, self.stats.jobs_queued
 
-    async def _consume_start(self) -> None:
-        return None
+    def jobs_held(self) -> list[int]:
+        return jobs_held()
 
-    async def drain(self) -> dict:
-        self.draining = True
-        await self._consume_stop()
-        running, queued = await self.counts()
-        return {"jobs_running": running, "jobs_queued": queued}
+    async def _in_flight(self) -> list[int]:
+        return await database_sync_to_async(job_ids_running_on_node)(node_name=self.node_name)
 
-    async def resume(self) -> dict:
-        self.draining = False
-        await self._consume_start()
-        return {}
+    async def _give_back(self) -> int:
+        return await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
 
-    async def restart(self) -> dict:
-        async with self._lock:
-            started = time.monotonic()
-            was_draining = self.draining
-            await self.drain()
-            running_at_start, _ = await self.counts()
-            in_flight = await database_sync_to_async(job_ids_running_on_node)(node_name=self.node_name)
-            deadline = started + self.drain_timeout_s
-            running = running_at_start
-            self.restart_waiting_for = running
-            while running and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-                running, _ = await self.counts()
-                self.restart_waiting_for = running
-            self.restart_waiting_for = None
-            requeued = 0
-            if running:
-                requeued = await database_sync_to_async(jobs_requeue)(node_name=self.node_name)
-            # What really happened to each in-flight job (a failed one did not "finish").
-            outcomes = await database_sync_to_async(job_outcomes)(job_ids=in_flight, node_name=self.node_name)
-            reload = await asyncio.to_thread(engine_restart_detail)
-            if not was_draining:
-                await self.resume()
-            values = list(outcomes.values())
-            return {
-                **reload,
-                "jobs_finished": values.count("succeeded"),
-                "jobs_failed": values.count("failed") + values.count("cancelled"),
-                "jobs_requeued": max(requeued, values.count("requeued")),
-                "jobs": {str(job_id): outcome for job_id, outcome in outcomes.items()},
-                "duration_s": round(time.monotonic() - started, 2),
-            }
-
-    async def run_action(self, action: str) -> dict:
-        return await getattr(self, action)()
-
-
-class CeleryNodeRuntime(NodeRuntime):
-    """The node's Celery worker lives in this process; drain stops consuming its queue."""
-
-    def __init__(self, *, app, worker_hostname: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.app = app
-        self.worker_hostname = worker_hostname
-
-    @property
-    def queue(self) -> str:
-        return f"node.{self.node_name}"
-
-    # The worker object of this process, when known (python -m fleetagent sets it): drain and
-    # resume then act on its consumer in process, so the node needs no remote-control rights
-    # on the broker (a RabbitMQ node user may not publish to celery.pidbox, fleetagent.broker).
-    worker = None
-
-    def _in_process(self, method: str, *args) -> bool:
-        consumer = getattr(self.worker, "consumer", None)
-        if consumer is None:
-            return False
-        consumer.call_soon(getattr(consumer, method), *args)  # runs on the consumer's own loop
-        return True
-
-    async def _consume_stop(self) -> None:
-        if self._in_process("cancel_task_queue", self.queue):
-            return
-        await asyncio.to_thread(
-            self.app.control.cancel_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
-        )
-
-    async def _consume_start(self) -> None:
-        if self._in_process("add_task_queue", self.queue):
-            return
-        await asyncio.to_thread(
-            self.app.control.add_consumer, self.queue, destination=[self.worker_hostname], reply=True, timeout=5
-        )
+    async def _outcomes(self, job_ids: list[int]) -> dict[int, str]:
+        return await database_sync_to_async(job_outcomes)(job_ids=job_ids, node_name=self.node_name)

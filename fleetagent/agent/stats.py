@@ -8,8 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from fleetagent.protocol import JOB_RTF_BUCKETS, JOB_SECONDS_BUCKETS
-from inference.choices import JobStatus
 
+SUCCEEDED = "succeeded"  # inference.choices.JobStatus.SUCCEEDED (not imported: a GPU host has no Django)
 # Outcome names as /metrics labels: anything else is counted as "other".
 _OUTCOME_NAMES = frozenset({"succeeded", "failed", "cancelled", "expired", "requeued"})
 
@@ -79,7 +79,7 @@ class JobStats:
             self._running.discard(job_id)
             key = outcome if outcome in _OUTCOME_NAMES else "other"
             self._totals[key] = self._totals.get(key, 0) + 1
-            if outcome == "succeeded":
+            if outcome == SUCCEEDED:
                 self._seconds.observe(float(duration_s or 0.0))
                 if rtf is not None:
                     self._rtf.observe(float(rtf))
@@ -87,7 +87,7 @@ class JobStats:
                 JobOutcome(
                     at=self._clock(),
                     job_id=int(job_id),
-                    succeeded=outcome == JobStatus.SUCCEEDED,
+                    succeeded=outcome == SUCCEEDED,
                     duration_s=float(duration_s or 0.0),
                     rtf=float(rtf) if rtf is not None else None,
                 )

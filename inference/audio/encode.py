@@ -71,8 +71,9 @@ def pcm16_floats(pcm: bytes | numpy.ndarray) -> numpy.ndarray:
     return values.astype(numpy.float32) / numpy.float32(32767.0)
 
 
-def _pcm16(samples: numpy.ndarray) -> bytes:
-    # The same rounding as SynthesisResult.to_pcm_bytes, so wav/pcm match stored WAVs.
+def pcm16(samples: numpy.ndarray) -> bytes:
+    """Float samples as 16-bit LE PCM (clipped, rounded): the one conversion of every stored,
+    streamed and sent piece (``SynthesisResult.to_pcm_bytes``, a job's audio, a host's frames)."""
     clipped = numpy.clip(numpy.asarray(samples, dtype=numpy.float64), -1.0, 1.0)
     return numpy.rint(clipped * 32767.0).astype("<i2").tobytes()
 
@@ -142,7 +143,7 @@ class StreamEncoder:
             if self.format.name == "wav" and not self._header_sent:
                 out = wav_header(sample_rate=OUTPUT_RATE, data_bytes=None)
             self._header_sent = True
-            out += _pcm16(samples)
+            out += pcm16(samples)
         else:
             out = self._encode_av(samples, final=final)
         self.bytes_out += len(out)
@@ -176,7 +177,7 @@ class StreamEncoder:
 def encode_whole(samples: numpy.ndarray, *, sample_rate: int, format_name: str) -> bytes:
     """One finished clip in ``format_name`` (a WAV gets its exact length in the header)."""
     if format_name == "wav":
-        pcm = _pcm16(_Resampler(sample_rate, OUTPUT_RATE).push(samples, final=True))
+        pcm = pcm16(_Resampler(sample_rate, OUTPUT_RATE).push(samples, final=True))
         return wav_header(sample_rate=OUTPUT_RATE, data_bytes=len(pcm)) + pcm
     encoder = StreamEncoder(format_name, input_rate=sample_rate)
     return encoder.feed(samples) + encoder.finish()

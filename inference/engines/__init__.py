@@ -14,7 +14,7 @@ from inference.engines.base import (
     VoiceSpec,
     engine_create,
 )
-from inference.engines.registry import engine_clear_and_reload, engine_get, engine_version_label
+from inference.engines.registry import engine_clear_and_reload, engine_configure, engine_get, engine_version_label
 
 __all__ = [
     "PRESET_VOICES",
@@ -29,6 +29,7 @@ __all__ = [
     "SynthesisResult",
     "VoiceSpec",
     "engine_clear_and_reload",
+    "engine_configure",
     "engine_create",
     "engine_get",
     "engine_version_label",

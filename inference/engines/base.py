@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import sys
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from console.errors import VoxfleetError
+from inference.audio.encode import pcm16
 from inference.text.instruction import Instruction
 
 SEED_MIN = 1
@@ -110,8 +112,7 @@ class SynthesisResult:
         """Raw 16-bit little-endian signed PCM, mono, at ``sample_rate`` (no header)."""
         # Round (not truncate) so the mapping is symmetric; the result depends only on
         # the float samples, which keeps the bytes deterministic.
-        pcm = numpy.rint(self.samples.astype(numpy.float64) * 32767.0).astype("<i2")
-        return pcm.tobytes()
+        return pcm16(self.samples)
 
     def to_wav_bytes(self) -> bytes:
         """A 16-bit PCM mono WAV file; identical samples give identical bytes."""
@@ -172,25 +173,38 @@ _ENGINE_CLASSES = {
     "cpu": "inference.engines.cpu:CpuEngine",
     "cosyvoice3": "inference.engines.cosyvoice3:CosyVoice3Engine",
 }
+_ENGINES_WITH_MODEL_DIR = frozenset({"cosyvoice3"})
+
+
+def django_setting(name: str):
+    """``settings.<name>`` where this process runs Django (the console), else None.
+
+    A GPU host (``python -m fleetagent``) imports no Django: its engine is named by the CLI
+    (``engine_configure``) or the environment, so this never imports ``django.conf`` itself.
+    """
+    conf = sys.modules.get("django.conf")
+    if conf is None or not conf.settings.configured:
+        return None
+    return getattr(conf.settings, name, None)
 
 
 def _configured_engine_name() -> str:
-    from django.conf import settings
-
-    if settings.configured:
-        return getattr(settings, "VOXFLEET_ENGINE", "cpu")
-    return os.environ.get("VOXFLEET_ENGINE", "cpu")
+    return django_setting("VOXFLEET_ENGINE") or os.environ.get("VOXFLEET_ENGINE", "cpu")
 
 
-def engine_create(name: str | None = None) -> SynthesisEngine:
-    """A new, not yet loaded engine: ``name`` or ``settings.VOXFLEET_ENGINE`` (cpu|cosyvoice3)."""
+def engine_create(name: str | None = None, *, model_dir: str | os.PathLike | None = None) -> SynthesisEngine:
+    """A new, not yet loaded engine: ``name`` or ``settings.VOXFLEET_ENGINE`` / ``VOXFLEET_ENGINE`` (cpu|cosyvoice3).
+
+    ``model_dir`` is the CosyVoice 3 model folder (default ``COSYVOICE_MODEL_DIR``); the CPU
+    engine has no model folder.
+    """
     chosen = name or _configured_engine_name()
     target = _ENGINE_CLASSES.get(chosen)
     if target is None:
         raise EngineUnavailable(f"Unknown engine {chosen!r}; choose one of {', '.join(sorted(_ENGINE_CLASSES))}.")
     module_name, class_name = target.split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
-    return engine_class()
+    return engine_class(model_dir) if chosen in _ENGINES_WITH_MODEL_DIR else engine_class()
 
 
 def _preset(key: str, language: str, gender: str, display_name: str) -> VoiceSpec:

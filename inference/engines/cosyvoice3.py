@@ -28,6 +28,7 @@ from inference.engines.base import (
     SynthesisRequest,
     SynthesisResult,
     VoiceSpec,
+    django_setting,
 )
 from inference.text.instruction import DIALECTS, Instruction
 from inference.text.language import LANGUAGES
@@ -284,8 +285,4 @@ class CosyVoice3Engine(SynthesisEngine):
 def _configured_model_dir() -> Path:
     import os
 
-    from django.conf import settings
-
-    if settings.configured and getattr(settings, "COSYVOICE_MODEL_DIR", None):
-        return Path(settings.COSYVOICE_MODEL_DIR)
-    return Path(os.environ.get("COSYVOICE_MODEL_DIR", "models/CosyVoice3"))
+    return Path(django_setting("COSYVOICE_MODEL_DIR") or os.environ.get("COSYVOICE_MODEL_DIR", "models/CosyVoice3"))

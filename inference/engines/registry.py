@@ -2,11 +2,13 @@
 
 Engine layer (no Django models): the fleet agent of a GPU host and the embedded default's
 executor both run jobs through ``engine_get()``; the agent's restart calls
-``engine_clear_and_reload()``.
+``engine_clear_and_reload()``. Which engine: ``engine_configure`` (the host's ``--engine`` and
+``--model-dir``), else the console's settings or the environment (``engine_create``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -14,17 +16,30 @@ from inference.engines.base import SynthesisEngine, engine_create
 
 _engine: SynthesisEngine | None = None
 _engine_lock = threading.Lock()
+_engine_name: str | None = None
+_engine_model_dir: str | os.PathLike | None = None
+
+
+def engine_configure(*, name: str | None = None, model_dir: str | os.PathLike | None = None) -> None:
+    """Name this process's engine explicitly (a GPU host has no Django settings); before ``engine_get``."""
+    global _engine_name, _engine_model_dir
+    with _engine_lock:
+        _engine_name, _engine_model_dir = name or None, model_dir or None
+
+
+def _engine_new() -> SynthesisEngine:
+    return engine_create(_engine_name, model_dir=_engine_model_dir)
 
 
 def engine_get() -> SynthesisEngine:
-    """The loaded engine of this process (``settings.VOXFLEET_ENGINE``), loading it on first use."""
+    """The loaded engine of this process (``engine_configure``'s, else the configured one), loading it on first use."""
     global _engine
     engine = _engine
     if engine is not None:
         return engine
     with _engine_lock:
         if _engine is None:
-            candidate = engine_create()
+            candidate = _engine_new()
             candidate.load()
             _engine = candidate
         return _engine
@@ -68,7 +83,7 @@ def engine_clear_and_reload() -> dict:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
-        fresh = engine_create()
+        fresh = _engine_new()
         fresh.load()
         _engine = fresh
         return {

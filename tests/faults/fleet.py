@@ -26,23 +26,17 @@ OPEN = ("accepted", "queued", "running")
 # Every job must end this soon after its fault (issue 10: within 30 s, never at its 120 s deadline).
 END_WITHIN_S = 30.0
 
-# The agent is started here and nowhere else in the suite (agent_launch). Protocol v2's agent
-# claims and settles jobs in SQL, so it still gets the console's environment, database
-# included. A v3 host needs only the console URL, its node token and the broker: once
-# `python -m fleetagent` runs without a database, set this to False and the agent starts with
-# no database variables, no shared disk and `--broker` (Redis, single-trust, used as given).
-AGENT_HOLDS_DATABASE = True
-# What only the console has: its database and its disk (a v3 host shares neither).
+# What only the console has: its database and its disk (a GPU host shares neither).
 CONSOLE_ONLY_VARS = ("DATABASE_URL", "OUTPUTS_DIR", "VOXFLEET_VAR_DIR", "VOXFLEET_EMBEDDED_NODE")
 
 
 def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) -> tuple[list[str], dict]:
-    """The agent's command line and environment: the console's (v2), or only what a GPU host holds (v3)."""
+    """The agent's command line and environment (started here and nowhere else in the suite):
+    only what a GPU host holds — the console URL, its node token and the broker (Redis,
+    single-trust, used as given); no database variables, no shared disk."""
     args = [sys.executable, "-m", "fleetagent", "--console", console_url, "--token", token]
-    if AGENT_HOLDS_DATABASE:
-        return args, dict(console_env)
     env = {k: v for k, v in console_env.items() if k not in CONSOLE_ONLY_VARS and not k.startswith("PG")}
-    env["VOXFLEET_VAR_DIR"] = str(workdir / "host")  # its own cache, no shared disk
+    env["VOXFLEET_HOST_CACHE"] = str(workdir / "host")  # its own cache, no shared disk
     return [*args, "--broker", console_env["REDIS_URL"]], env
 
 

@@ -207,7 +207,8 @@ async def test_a_restarted_agent_s_hello_requeues_the_jobs_it_no_longer_holds_at
     held = await database_sync_to_async(lambda: _claim(_job(pro)))()
     async with ws_connected(AGENT, headers=agent_headers(token)) as agent:
         # A new process after a SIGKILL: it holds `held` (say, a redelivery it already runs), not `orphan`.
-        await agent.send_to(text_data=hello(jobs=[held.pk]))
+        # A v2 agent (it claims in SQL) names job ids; a v3 host names [job id, attempt] pairs.
+        await agent.send_to(text_data=hello(jobs=[held.pk], version=2))
         welcome = json.loads(await agent.receive_from(timeout=5))
         assert welcome["type"] == "welcome"
 

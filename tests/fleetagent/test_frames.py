@@ -57,7 +57,7 @@ def parse(text):
 def test_a_good_sample_is_cleaned_to_the_documented_keys():
     text = sample_frame(gpus=[gpu(0, surprise="x"), gpu(1)], extra_top="dropped")
     frame = parse(text)
-    assert frame["type"] == "sample" and frame["v"] == 2 and frame["ts"] == NOW
+    assert frame["type"] == "sample" and frame["v"] == protocol.PROTOCOL_VERSION and frame["ts"] == NOW
     assert [g["index"] for g in frame["gpus"]] == [0, 1]
     assert "surprise" not in frame["gpus"][0] and "extra_top" not in frame and "processes" not in frame["gpus"][0]
     assert frame["node"]["jobs_running"] == 1 and frame["node"]["draining"] is False

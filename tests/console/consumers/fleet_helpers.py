@@ -75,7 +75,7 @@ class DashboardReader:
         return self.copy.nodes[node_id]
 
 
-def hello(**extra) -> str:
+def hello(*, version: int = protocol.PROTOCOL_VERSION, **extra) -> str:
     fields = {
         "node": "",
         "hostname": "gpu-host-1",
@@ -86,7 +86,7 @@ def hello(**extra) -> str:
         "gpus": [{"index": 0, "name": "NVIDIA A10", "uuid": "GPU-1", "vram_total_mb": 23028.0}],
     }
     fields.update(extra)
-    return protocol.message_encode(protocol.HELLO, **fields)
+    return protocol.message_encode(protocol.HELLO, version=version, **fields)
 
 
 def sample(seq: int = 1, *, util: float = 55.0, ts: float | None = None, **node_stats) -> str:

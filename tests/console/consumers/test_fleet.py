@@ -134,7 +134,12 @@ async def test_restart_command_reaches_agent_and_ack_is_audited():
         record = await database_sync_to_async(node_action_request)(node=node, action="restart", user=staff)
         assert (await reload(node)).state == NodeState.RESTARTING
         command = json.loads(await agent.receive_from(timeout=5))
-        assert command == {"type": "command", "v": 2, "command_id": record.pk, "action": "restart"}
+        assert command == {
+            "type": "command",
+            "v": protocol.PROTOCOL_VERSION,
+            "command_id": record.pk,
+            "action": "restart",
+        }
         detail = {"vram_before_mb": 7100.0, "vram_after_mb": 6200.0, "jobs_finished": 1, "jobs_requeued": 0}
         await agent.send_to(
             text_data=protocol.message_encode(

@@ -426,9 +426,9 @@ async def test_audio_has_its_own_byte_budget_outside_the_text_frame_rate(pro, ho
 async def test_a_v2_agent_cannot_send_job_frames_or_audio(pro, host_a):
     _, token = host_a
     async with ws_connected(AGENT, headers=agent_headers(token)) as ws:
-        await ws.send_to(text_data=hello())  # protocol 2
+        await ws.send_to(text_data=hello(version=V3 - 1))  # protocol 2
         assert (await reply(ws))["type"] == protocol.WELCOME
-        await ws.send_to(text_data=protocol.message_encode(protocol.JOB_START, job_id=1, attempt=1))
+        await ws.send_to(text_data=protocol.message_encode(protocol.JOB_START, version=V3 - 1, job_id=1, attempt=1))
         error = await reply(ws)
         assert error["code"] == "bad_frame" and "job frames need protocol 3" in error["message"]
         # A frame that says v3 on a connection whose hello said v2 is refused too.

@@ -196,7 +196,9 @@ async def test_a_drained_node_stays_drained_when_its_restarted_v2_agent_says_oth
     await database_sync_to_async(Node.objects.filter(pk=node.pk).update)(drained=True, state=NodeState.OFFLINE)
     async with ws_connected(AGENT, headers=agent_headers(token)) as agent:
         welcome = await _hello(agent, draining=False)
-        assert welcome["type"] == "welcome" and welcome["draining"] is True and welcome["v"] == 2
+        assert (
+            welcome["type"] == "welcome" and welcome["draining"] is True and welcome["v"] == protocol.PROTOCOL_VERSION
+        )
         await agent.send_to(text_data=sample(1, draining=False))
         await hub.flush(persist=True)
     node = await database_sync_to_async(Node.objects.get)(pk=node.pk)
