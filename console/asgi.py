@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - Django must be set up first
 
 from console.embedded import embedded_start, embedded_stop  # noqa: E402
+from console.lifecycle import stop_signals_chain  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 from console.uploads import body_cap_asgi  # noqa: E402
 
@@ -28,6 +29,8 @@ async def _lifespan(receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # The server's SIGTERM/SIGINT handlers are in place by now: waiting requests hear first.
+            stop_signals_chain()
             try:
                 await embedded_start()
             except Exception as exc:  # noqa: BLE001 - report to the server, which then exits

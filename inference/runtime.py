@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from console.lifecycle import is_stopping, on_stopping
 from console.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,17 @@ def job_done_notify(*, job_id: int) -> None:
             redis_client().publish(JOB_DONE_CHANNEL, str(job_id))
         except Exception:  # noqa: BLE001 - waiters poll the database as a fallback
             logger.warning("could not publish job-done for job %s", job_id, exc_info=True)
+
+
+def _wake_all() -> None:
+    """The process is stopping (console.lifecycle): every waiter answers now, without its job."""
+    with _waiters_lock:
+        events = [event for waiting in _waiters.values() for event in waiting]
+    for event in events:
+        event.set()
+
+
+on_stopping(_wake_all)
 
 
 def _subscribe_forever() -> None:
@@ -90,6 +102,8 @@ def job_done_wait(*, job_id: int, is_done: Callable[[], bool], timeout_s: float,
         while True:
             if is_done():
                 return True
+            if is_stopping():
+                return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

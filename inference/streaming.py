@@ -26,6 +26,7 @@ from pathlib import Path
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from console.lifecycle import is_stopping
 from inference.audio.encode import pcm16 as pcm16  # the engine layer's conversion, named here for producers
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ async def job_audio_listen(
             yield AudioPiece(pcm=data, sample_rate=rate)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or is_stopping():  # the process stops: the caller ends the job
                 return
             if channel is None:
                 await asyncio.sleep(min(poll_s, remaining))

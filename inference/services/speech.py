@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
+from console.lifecycle import is_stopping
 from inference.audio.encode import FORMATS, OUTPUT_RATE, StreamEncoder, pcm16_floats
 from inference.choices import JobSource, JobStatus
 from inference.errors import JobCancelled, JobFailed, JobNotCancellable, JobNotSucceeded, JobTimedOut
@@ -38,8 +39,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Job error codes that mean "the fleet could not run it" (retry later) rather than "it broke".
-_UNAVAILABLE_CODES = ("no_node_available", "node_lost", "dispatch_failed")
+_UNAVAILABLE_CODES = ("no_node_available", "node_lost", "dispatch_failed", "console_stopping")
 TIMED_OUT_MESSAGE = "The job did not finish in time; nothing was charged."
+STOPPING_MESSAGE = "The console restarted before the job finished; nothing was charged. Retry shortly."
+
+
+def _unfinished_end() -> dict:
+    """How a job still open when its request stops waiting is failed: this process is stopping
+    (console.lifecycle: a 503 to retry) or the job ran past its deadline (504)."""
+    if is_stopping():
+        return {"code": "console_stopping", "message": STOPPING_MESSAGE}
+    return {"code": "job_timed_out", "message": TIMED_OUT_MESSAGE}
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ def speech_synthesize(
     remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
     job = job_wait_finished(job_id=job.pk, timeout_s=remaining, run=waited)
     if not job.is_finished:
-        waited(job_fail, job=job, code="job_timed_out", message=TIMED_OUT_MESSAGE)
+        waited(job_fail, job=job, **_unfinished_end())
         waited(job.refresh_from_db)
     if job.status != JobStatus.SUCCEEDED:
         raise _job_error(job)
@@ -277,9 +287,7 @@ async def job_audio_chunks(
                 yield frame(data)
         final = await read(job.pk)
         if not final.is_finished:
-            await sync_to_async(job_fail, thread_sensitive=False)(
-                job=final, code="job_timed_out", message=TIMED_OUT_MESSAGE
-            )
+            await sync_to_async(job_fail, thread_sensitive=False)(job=final, **_unfinished_end())
             final = await read(job.pk)
         if final.status != JobStatus.SUCCEEDED:
             ended = True
