@@ -46,7 +46,15 @@ from inference.selectors import (
     voice_list_for_tenant,
     voice_resolve,
 )
-from inference.services import job_audio_stream, job_cancel, job_create, voice_create, voice_delete, voice_rename
+from inference.services import (
+    job_accepted_read,
+    job_audio_stream,
+    job_cancel,
+    job_create,
+    voice_create,
+    voice_delete,
+    voice_rename,
+)
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(description='Invalid request: {"error": {"code", "message"}}'),
@@ -230,7 +238,7 @@ class JobListCreateView(TenantAPIView):
             source=JobSource.API if isinstance(request.user, ApiKeyPrincipal) else JobSource.PORTAL,
             **self.actor(request),
         )
-        job.refresh_from_db()
+        job = job_accepted_read(job_id=job.pk)  # accepted: a database fault from here is waited out
         response = Response(JobOutSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         response["X-Job-Id"] = str(job.pk)
         response["X-Seed"] = str(job.seed)

@@ -25,7 +25,7 @@ from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
 from inference.errors import JobNotCancellable
 from inference.models import OPEN_STATUSES, SynthesisJob
 from inference.selectors import voice_resolve
-from inference.services.dispatch import _job_close, _job_publish, job_node_pick
+from inference.services.dispatch import _db_retry, _job_close, _job_publish, job_node_pick
 from inference.text import InstructionInvalid, detect_language, normalize_text, parse_instruction, validate_request_text
 
 # How long a job may take from acceptance to audio before it is given up (and released).
@@ -227,6 +227,13 @@ def job_create(
             job_slot_release(tenant=tenant, job_id=job.pk)
         raise
     return job
+
+
+def job_accepted_read(*, job_id: int) -> SynthesisJob:
+    """An accepted job read back for its answer (the jobs API's 202). Its tokens are reserved
+    and it is queued, so a database fault now (PostgreSQL restarting) is waited out
+    (``_db_retry``): an error answer would say "nothing was charged" about a job that runs."""
+    return _db_retry(lambda: SynthesisJob.objects.select_related("node").get(pk=job_id))
 
 
 def job_cancel(*, job: SynthesisJob, reason: str = "cancelled by the customer") -> SynthesisJob:

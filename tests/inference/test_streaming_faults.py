@@ -68,3 +68,17 @@ def test_a_whole_speech_waits_out_a_connection_closed_while_it_waits_for_its_job
     connection.ensure_connection()
     connection.connection.close()
     assert job_wait_finished(job_id=job.pk, timeout_s=5, run=_waited_out(_run_here)).is_finished
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL connection closed after the commit")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_accepted_jobs_answer_waits_out_a_connection_closed_after_its_commit(make_tenant, local_node):
+    # The jobs API answered 503 "nothing was charged" when PostgreSQL stopped between the
+    # job's commit and the read of its answer, while the job ran and was charged (tests/faults).
+    from inference.services import job_accepted_read, job_create
+
+    job = job_create(tenant=make_tenant("pro"), text="你好，世界", voice="zh-female", seed=7)
+    connection.ensure_connection()
+    connection.connection.close()  # what a PostgreSQL stop leaves in this thread
+    read = job_accepted_read(job_id=job.pk)
+    assert (read.pk, read.status, read.node.name) == (job.pk, "queued", local_node.name)
