@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
@@ -45,7 +45,7 @@ async def _probe(check) -> tuple[bool, float, str]:
 async def healthz(request):
     checks = {
         # Off asgiref's shared thread, where every consumer's database call queues.
-        "database": sync_to_async(_database_ok, thread_sensitive=False),
+        "database": database_sync_to_async(_database_ok, thread_sensitive=False),
         "channel_layer": _channel_layer_ok,
     }
     parts = {}

@@ -137,6 +137,34 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+# More than this many pooled PostgreSQL connections out after a test: start a fresh pool.
+POOL_LEFT_OUT_MAX = 8
+
+
+@pytest.fixture(autouse=True)
+def pooled_connections_back():
+    """Give the connection pool back what dead threads still hold.
+
+    Each async test runs on its own event loop, and database work runs on that loop's
+    executor threads (and asgiref's per-loop thread); when the loop closes, those threads end
+    with their connection still checked out of the pool (20 at most), and nothing returns it.
+    A server keeps one loop and its threads for its life, so this is the test harness's own
+    leak: past a few, the pool is closed and a fresh one opened (what Django itself does when
+    a test changes TIME_ZONE).
+    """
+    yield
+    from django.db import connections
+
+    connection = connections["default"]
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    if stats.get("pool_size", 0) - stats.get("pool_available", 0) > POOL_LEFT_OUT_MAX:
+        connection.close()
+        connection.close_pool()
+
+
 @pytest.fixture
 def local_node(db, settings, tmp_path):
     """The local node, online (its agent said hello), with outputs in a temp folder."""

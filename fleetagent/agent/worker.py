@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import Celery, signals
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 from console.errors import VoxfleetError
 from fleetagent import protocol
@@ -248,6 +250,42 @@ class JobRunner:
         return str(closed.get("status") or "unanswered")
 
 
+class SettledQoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, except that an ack or reject that cannot reach Redis still
+    settles the delivery in the worker's own books.
+
+    kombu forgets a delivery only after Redis answered, so one ack that fails while Redis
+    restarts (a job finished during the outage) leaves the delivery counted against the
+    prefetch limit (1) forever: the worker reconnects but never fetches again, and the node
+    looks alive while its queue grows (seen in tests/faults). What Redis held is gone with its
+    restart anyway, and the console republishes a job that stays queued.
+    """
+
+    def ack(self, delivery_tag):
+        try:
+            super().ack(delivery_tag)
+        except Exception:
+            virtual.QoS.ack(self, delivery_tag)
+            raise
+
+    def reject(self, delivery_tag, requeue=False):
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except Exception:
+            virtual.QoS.ack(self, delivery_tag)
+            raise
+
+
+class _RedisChannel(kombu_redis.Channel):
+    QoS = SettledQoS
+
+
+class RedisTransport(kombu_redis.Transport):
+    """The Redis broker transport of a host's worker (``SettledQoS``)."""
+
+    Channel = _RedisChannel
+
+
 def worker_app(*, broker_url: str, runner: JobRunner, runtime: HostRuntime) -> Celery:
     """The host's Celery app: no Django (no fix-ups, no settings), one task, no remote control.
 
@@ -269,6 +307,8 @@ def worker_app(*, broker_url: str, runner: JobRunner, runtime: HostRuntime) -> C
         task_serializer="json",
         enable_utc=True,
     )
+    if broker_url.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = f"{__name__}:RedisTransport"
 
     @app.task(name=protocol.RUN_JOB_TASK, bind=True, max_retries=None, ignore_result=True)
     def run_job(task, job: dict) -> None:

@@ -21,7 +21,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from console.lifecycle import is_stopping
@@ -254,7 +255,7 @@ async def job_audio_chunks(
     ``JobNotSucceeded`` (in SSE after audio has started, an ``error`` event instead). With
     ``cancel_on_disconnect`` a reader that stops early cancels the job (see the module docstring).
     """
-    read = sync_to_async(_job_reload, thread_sensitive=False)
+    read = database_sync_to_async(_job_reload, thread_sensitive=False)
     output = job_output_path(job=job)
     encoder: StreamEncoder | None = None
     received = 0
@@ -277,7 +278,7 @@ async def job_audio_chunks(
         async for piece in job_audio_listen(
             job_id=job.pk,
             output=output,
-            is_finished=lambda: sync_to_async(_job_finished, thread_sensitive=False)(job.pk),
+            is_finished=lambda: database_sync_to_async(_job_finished, thread_sensitive=False)(job.pk),
             timeout_s=remaining,
         ):
             received += len(piece.pcm)
@@ -287,7 +288,7 @@ async def job_audio_chunks(
                 yield frame(data)
         final = await read(job.pk)
         if not final.is_finished:
-            await sync_to_async(job_fail, thread_sensitive=False)(job=final, **_unfinished_end())
+            await database_sync_to_async(job_fail, thread_sensitive=False)(job=final, **_unfinished_end())
             final = await read(job.pk)
         if final.status != JobStatus.SUCCEEDED:
             ended = True
@@ -313,4 +314,4 @@ async def job_audio_chunks(
             yield _sse({"type": "speech.audio.done", "usage": usage})
     finally:
         if not ended and cancel_on_disconnect:
-            await asyncio.shield(sync_to_async(_job_abandon, thread_sensitive=False)(job.pk))
+            await asyncio.shield(database_sync_to_async(_job_abandon, thread_sensitive=False)(job.pk))

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from billing.selectors import quota_get
 from console import lifecycle
@@ -48,6 +50,8 @@ def test_stopping_ends_a_waiting_speech_request_with_a_503_and_charges_nothing(l
             outcome["speech"] = speech_synthesize(tenant=owner_tenant, text="你好，世界", voice="zh-female")
         except JobNotSucceeded as exc:
             outcome["error"] = exc
+        finally:
+            connections.close_all()  # this thread's connection goes back to the pool
 
     waiter = threading.Thread(target=call)
     waiter.start()
@@ -67,14 +71,21 @@ def test_stopping_ends_a_waiting_speech_request_with_a_503_and_charges_nothing(l
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_stopping_ends_a_waiting_audio_stream_the_same_way(local_node, owner_tenant, stoppable):
-    job = await sync_to_async(job_create)(tenant=owner_tenant, text="你好，世界", voice="zh-female")
-    first_chunk = asyncio.ensure_future(job_audio_chunks(job=job, response_format="wav").__anext__())
-    stoppable.stopping_begin()  # the listener sees it within one poll, whenever it started listening
-    with pytest.raises(JobNotSucceeded) as raised:
-        await asyncio.wait_for(first_chunk, timeout=15)
-    assert (raised.value.status, raised.value.code) == (503, "console_stopping")
-    await sync_to_async(job.refresh_from_db)()
-    assert (job.status, job.error_code) == (JobStatus.FAILED, "console_stopping")
+    # One executor thread for the stream's database reads, so its connection can be closed after.
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    try:
+        job = await sync_to_async(job_create)(tenant=owner_tenant, text="你好，世界", voice="zh-female")
+        first_chunk = asyncio.ensure_future(job_audio_chunks(job=job, response_format="wav").__anext__())
+        stoppable.stopping_begin()  # the listener sees it within one poll, whenever it started listening
+        with pytest.raises(JobNotSucceeded) as raised:
+            await asyncio.wait_for(first_chunk, timeout=15)
+        assert (raised.value.status, raised.value.code) == (503, "console_stopping")
+        await sync_to_async(job.refresh_from_db)()
+        assert (job.status, job.error_code) == (JobStatus.FAILED, "console_stopping")
+    finally:
+        await loop.run_in_executor(None, connections.close_all)
+        await sync_to_async(connections.close_all)()
 
 
 def test_the_chain_runs_before_the_servers_own_handler(stoppable):
