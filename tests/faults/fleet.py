@@ -19,25 +19,20 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.support.live_server import ROOT, LiveServer, _postgres_database, free_port, uvicorn_command, wait_until
+from tests.support.live_server import (
+    ROOT,
+    LiveServer,
+    _postgres_database,
+    agent_launch,
+    free_port,
+    uvicorn_command,
+    wait_until,
+)
 
 ENDED = ("succeeded", "failed", "cancelled")
 OPEN = ("accepted", "queued", "running")
 # Every job must end this soon after its fault (issue 10: within 30 s, never at its 120 s deadline).
 END_WITHIN_S = 30.0
-
-# What only the console has: its database and its disk (a GPU host shares neither).
-CONSOLE_ONLY_VARS = ("DATABASE_URL", "OUTPUTS_DIR", "VOXFLEET_VAR_DIR", "VOXFLEET_EMBEDDED_NODE")
-
-
-def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) -> tuple[list[str], dict]:
-    """The agent's command line and environment (started here and nowhere else in the suite):
-    only what a GPU host holds — the console URL, its node token and the broker (Redis,
-    single-trust, used as given); no database variables, no shared disk."""
-    args = [sys.executable, "-m", "fleetagent", "--console", console_url, "--token", token]
-    env = {k: v for k, v in console_env.items() if k not in CONSOLE_ONLY_VARS and not k.startswith("PG")}
-    env["VOXFLEET_HOST_CACHE"] = str(workdir / "host")  # its own cache, no shared disk
-    return [*args, "--broker", console_env["REDIS_URL"]], env
 
 
 class PrivatePostgres:

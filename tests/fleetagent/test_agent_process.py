@@ -16,10 +16,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from fleetagent import protocol
 from tests.inference.speech_samples import encode, speech
 from tests.support.live_server import ROOT, LiveServer, _postgres_database, free_port, uvicorn_command
 
@@ -216,3 +218,52 @@ def test_a_host_with_no_database_serves_preset_and_cloned_voices_end_to_end(tmp_
         assert job_of(after)["status"] == "succeeded"
     finally:
         server.stop()  # and drops its database
+
+
+def test_the_benchmarks_host_path_is_a_v3_host_per_node_with_no_database(tmp_path):
+    """``live_server_start(worker="host")`` (bench/synthesis_e2e.py --path host): every node is
+    served by its own ``python -m fleetagent`` speaking v3, whose environment holds no database."""
+    import psycopg
+
+    from tests.support.live_server import live_server_start
+
+    server = live_server_start(tmp_path, worker="host")  # ready once one synthesis succeeded
+    try:
+        hosts = [proc for proc in server.processes if proc.args[1:3] == ["-m", "fleetagent"]]
+        assert len(hosts) == len(server.data["nodes"]) == 2
+        for proc in hosts:
+            environ = (Path("/proc") / str(proc.pid) / "environ").read_bytes().split(b"\0")
+            names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+            assert not names & {"DATABASE_URL", "OUTPUTS_DIR", "VOXFLEET_VAR_DIR"} and not any(
+                name.startswith("PG") for name in names
+            ), names
+        key = server.key("enterprise")
+        response = httpx.post(
+            f"{server.url}/v1/audio/speech",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "cosyvoice-3",
+                "input": "我们明天见。",
+                "voice": "zh-female",
+                "seed": 7,
+                "response_format": "wav",
+            },
+            timeout=60,
+        )
+        assert response.status_code == 200 and response.content[:4] == b"RIFF"
+        with psycopg.connect(server.env["DATABASE_URL"], autocommit=True) as conn:
+            served = conn.execute(
+                "SELECT n.name, n.protocol_version FROM inference_synthesisjob j JOIN fleetagent_node n "
+                "ON n.id = j.node_id WHERE j.id = %s",
+                (int(response.headers["X-Job-Id"]),),
+            ).fetchone()
+        assert served == (f"{server.data['node']}-dedicated", protocol.JOB_FRAMES_FROM)
+    finally:
+        server.stop()
+
+
+def test_live_server_start_names_the_workers_it_knows(tmp_path):
+    from tests.support.live_server import live_server_start
+
+    with pytest.raises(ValueError, match="worker must be one of"):
+        live_server_start(tmp_path, worker="gpu")

@@ -1,7 +1,8 @@
 """Seed the end-to-end server's fresh database through the real commands and services.
 
-Run as a script with the server's environment; prints one JSON line: API keys by role, the
-node name and the demo logins.
+Run as a script with the server's environment (``--hosts``: the nodes get v3 hosts, so no
+stand-in hello); prints one JSON line: API keys by role, the
+node names and their tokens, and the demo logins.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ def main() -> None:
     reservation_create(tenant=drained, tokens=495)
     node_name = settings.EMBEDDED_NODE_NAME
     enterprise = Tenant.objects.get(name=next(t["name"] for t in demo["tenants"] if t["plan"] == "Enterprise"))
-    dedicated, _ = node_create(name=f"{node_name}-dedicated", dedicated_tenant=enterprise)
+    dedicated, dedicated_token = node_create(name=f"{node_name}-dedicated", dedicated_tenant=enterprise)
     # Online the way an agent's hello makes a node online. The test's Celery worker has no
     # agent socket, so no channel: an ops action on these nodes is refused as for a gone agent.
-    for node in (node_ensure(name=node_name), dedicated):
-        agent_hello(node, hello={"engine": settings.VOXFLEET_ENGINE}, channel_name="")
-    print(json.dumps({"keys": keys, "node": node_name, "nodes": [node_name, dedicated.name], "demo": demo}))
+    # With ``--hosts`` each node's own v3 host says hello when it connects (until then: offline).
+    if "--hosts" not in sys.argv[1:]:
+        for node in (node_ensure(name=node_name), dedicated):
+            agent_hello(node, hello={"engine": settings.VOXFLEET_ENGINE}, channel_name="")
+    # Node tokens: what a v3 host started for the node (live_server_start(worker="host")) holds.
+    tokens = {node["name"]: node["token"] for node in demo["nodes"]} | {dedicated.name: dedicated_token}
+    nodes = [node_name, dedicated.name]
+    print(json.dumps({"keys": keys, "node": node_name, "nodes": nodes, "tokens": tokens, "demo": demo}))
 
 
 if __name__ == "__main__":

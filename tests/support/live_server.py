@@ -10,7 +10,9 @@ against a deadline, never a fixed sleep):
   DATABASE_URL), migrated and seeded through the real management commands and services
   (``e2e_setup.py``). Without REDIS_URL it is the embedded default (one uvicorn process runs
   jobs in-process); with REDIS_URL it is the real shape: uvicorn for the API plus a Celery
-  worker consuming the node's queue. Ready once one real synthesis succeeds.
+  worker consuming the node's queue (``worker="celery"``, the legacy database-backed worker), or
+  a v3 GPU host per node (``worker="host"``: ``python -m fleetagent`` started by ``agent_launch``
+  with no database variables in its environment). Ready once one real synthesis succeeds.
 - ``embedded_server_start``: the README's embedded default (SQLite file, no Redis, demo data
   from ``seed_demo``) in one uvicorn process, whatever the suite's own database (browser tests).
 
@@ -249,7 +251,28 @@ def embedded_server_start(workdir: Path, *, extra_env: dict | None = None) -> Li
     return server
 
 
-def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: str = "WARNING") -> LiveServer:
+# What only the console has: its database and its disk (a GPU host shares neither).
+CONSOLE_ONLY_VARS = ("DATABASE_URL", "OUTPUTS_DIR", "VOXFLEET_VAR_DIR", "VOXFLEET_EMBEDDED_NODE")
+
+
+def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) -> tuple[list[str], dict]:
+    """A v3 GPU host's command line and environment (the fault suite and the benchmark start it
+    so): only what a GPU host holds — the console URL, its node token and the broker (Redis,
+    single-trust, used as given); no database variables, no shared disk."""
+    args = [sys.executable, "-m", "fleetagent", "--console", console_url, "--token", token]
+    env = {k: v for k, v in console_env.items() if k not in CONSOLE_ONLY_VARS and not k.startswith("PG")}
+    env["VOXFLEET_HOST_CACHE"] = str(workdir / "host")  # its own cache, no shared disk
+    return [*args, "--broker", console_env["REDIS_URL"]], env
+
+
+WORKERS = ("celery", "host")
+
+
+def live_server_start(
+    workdir: Path, *, worker_concurrency: int = 1, log_level: str = "WARNING", worker: str = "celery"
+) -> LiveServer:
+    if worker not in WORKERS:
+        raise ValueError(f"worker must be one of {WORKERS}, not {worker!r}")
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
@@ -277,7 +300,7 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         setup = subprocess.run(
-            [PYTHON, str(ROOT / "tests" / "support" / "e2e_setup.py")],
+            [PYTHON, str(ROOT / "tests" / "support" / "e2e_setup.py"), *(["--hosts"] if worker == "host" else [])],
             cwd=ROOT,
             env=env,
             check=True,
@@ -288,7 +311,14 @@ def live_server_start(workdir: Path, *, worker_concurrency: int = 1, log_level: 
         port = free_port()
         server.url = f"http://127.0.0.1:{port}"
         server.spawn("uvicorn", uvicorn_command(port, access_log=False))
-        if redis_url:
+        if redis_url and worker == "host":
+            server.wait_ready(server.healthz, what=f"/healthz on {server.url}", timeout_s=90)
+            for name in server.data["nodes"]:
+                args, host_env = agent_launch(
+                    env, console_url=server.url, token=server.data["tokens"][name], workdir=workdir / name
+                )
+                server.spawn(f"host-{name}", [*args, "--concurrency", str(worker_concurrency)], env=host_env)
+        elif redis_url:
             server.spawn(
                 "worker",
                 [
