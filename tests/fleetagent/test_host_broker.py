@@ -15,7 +15,9 @@ from kombu import Connection
 from fleetagent.agent.worker import RedisTransport
 from tests.faults.fleet import PrivateRedis
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server for a private instance")
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server for a private instance"
+)
 
 
 def test_an_ack_lost_with_redis_still_frees_the_prefetch_slot():
