@@ -6,7 +6,7 @@ against a deadline, never a fixed sleep):
 - ``ThreadedLiveServer``: uvicorn inside this process, in a thread, on the test database
   (websocket tests that drive the real agent client over real sockets).
 - ``live_server_start``: the end-to-end API server in subprocesses with its own database,
-  created here (a SQLite file, or ``<name>_e2e_<pid>`` on the PostgreSQL server of
+  created here (a SQLite file, or ``<name>_e2e_<pid>_<n>`` on the PostgreSQL server of
   DATABASE_URL), migrated and seeded through the real management commands and services
   (``e2e_setup.py``). Without REDIS_URL it is the embedded default (one uvicorn process runs
   jobs in-process); with REDIS_URL it is the real shape: uvicorn for the API plus a Celery
@@ -22,6 +22,7 @@ environment the caller prepared, ready when /healthz answers (the fleet benchmar
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -266,6 +267,7 @@ def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) ->
 
 
 WORKERS = ("celery", "host")
+_E2E_SERIAL = itertools.count(1)
 
 
 def live_server_start(
@@ -273,13 +275,16 @@ def live_server_start(
 ) -> LiveServer:
     if worker not in WORKERS:
         raise ValueError(f"worker must be one of {WORKERS}, not {worker!r}")
+    # One name per server, not per process: the session's live server and a test's own (the
+    # host-path test) run side by side on one Redis, and each drops its database when it stops.
+    serial = next(_E2E_SERIAL)
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         {
             "OUTPUTS_DIR": str(workdir / "outputs"),
             "VOXFLEET_VAR_DIR": str(workdir / "var"),
-            "VOXFLEET_EMBEDDED_NODE": f"e2e-{os.getpid()}",
+            "VOXFLEET_EMBEDDED_NODE": f"e2e-{os.getpid()}-{serial}",
             "LOG_LEVEL": log_level,
             "DJANGO_SETTINGS_MODULE": "console.settings",
             "PYTHONPATH": str(ROOT),
@@ -288,7 +293,7 @@ def live_server_start(
     base = os.environ.get("DATABASE_URL", "")
     drop = None
     if base.startswith(("postgres://", "postgresql://", "pgsql://")):
-        db_name = f"{urlsplit(base).path.lstrip('/')}_e2e_{os.getpid()}"
+        db_name = f"{urlsplit(base).path.lstrip('/')}_e2e_{os.getpid()}_{serial}"
         env["DATABASE_URL"], drop = _postgres_database(base, db_name)
     else:
         env["DATABASE_URL"] = f"sqlite:///{workdir / 'e2e.sqlite3'}"
