@@ -8,7 +8,6 @@ disturbs nobody else on the machine. The agent is launched in one place: ``agent
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from tests.support.live_server import (
     _postgres_database,
     agent_launch,
     free_port,
+    migrate_and_seed_demo,
     uvicorn_command,
     wait_until,
 )
@@ -203,16 +203,7 @@ def fleet_start(tmp_path, *, warm_text: str, redis_url: str | None = None, datab
     url = f"http://127.0.0.1:{free_port()}"
     server = LiveServer(url=url, env=env, data={}, workdir=tmp_path, redis=True, drop_database=drop)
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-        seeded = subprocess.run(
-            [sys.executable, "manage.py", "seed_demo", "--json"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        demo = json.loads(seeded.stdout)
+        demo = migrate_and_seed_demo(env)
         [node] = demo["nodes"]
         key = next(t["api_key"] for t in demo["tenants"] if t["plan"] == "Pro")
         fleet = Fleet(server=server, url=url, key=key, token=node["token"])

@@ -395,7 +395,10 @@ def _problems(
         where = f"{call.what} at +{call.started - windows[0].at:.1f} s ({window.fault if window else 'no fault'})"
         if call.status is None:
             # A response cut short never is an answer (see Window.no_answer_ok).
-            if not (window is not None and window.no_answer_ok and not call.answered):
+            # A stream already under way when the console stops is cut (its job failed
+            # console_stopping, uncharged): the stopping server cannot finish it.
+            cut_ok = window is not None and window.no_answer_ok and (not call.answered or window.stopping_fails_ok)
+            if not cut_ok:
                 problems.append(f"{where}: no answer ({call.transport}: {call.detail})")
         elif call.status >= 300:
             if call.status not in FITTING or not call.shape_ok:

@@ -11,7 +11,6 @@ token ends the host at once with exit status 2. No doubles anywhere.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -23,7 +22,14 @@ import pytest
 
 from fleetagent import protocol
 from tests.inference.speech_samples import encode, speech
-from tests.support.live_server import ROOT, LiveServer, _postgres_database, free_port, uvicorn_command
+from tests.support.live_server import (
+    ROOT,
+    LiveServer,
+    _postgres_database,
+    free_port,
+    migrate_and_seed_demo,
+    uvicorn_command,
+)
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"),
@@ -106,16 +112,7 @@ def test_a_host_with_no_database_serves_preset_and_cloned_voices_end_to_end(tmp_
     server = LiveServer(url=url, env=env, data={}, workdir=tmp_path, redis=True, drop_database=drop)
     host_home = tmp_path / "host"
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-        seeded = subprocess.run(
-            [sys.executable, "manage.py", "seed_demo", "--json"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        demo = json.loads(seeded.stdout)
+        demo = migrate_and_seed_demo(env)
         [node] = demo["nodes"]
         pro_key = next(t["api_key"] for t in demo["tenants"] if t["plan"] == "Pro")
         auth = {"Authorization": f"Bearer {pro_key}"}

@@ -243,12 +243,9 @@ def embedded_server_start(workdir: Path, *, extra_env: dict | None = None) -> Li
             **(extra_env or {}),
         }
     )
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=240)
-    seeded = subprocess.run(
-        [PYTHON, "manage.py", "seed_demo", "--json"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True
-    )
+    demo = migrate_and_seed_demo(env)
     server = console_server_start(env=env, workdir=workdir)
-    server.data = json.loads(seeded.stdout)
+    server.data = demo
     return server
 
 
@@ -264,6 +261,16 @@ def agent_launch(console_env: dict, *, console_url: str, token: str, workdir) ->
     env = {k: v for k, v in console_env.items() if k not in CONSOLE_ONLY_VARS and not k.startswith("PG")}
     env["VOXFLEET_HOST_CACHE"] = str(workdir / "host")  # its own cache, no shared disk
     return [*args, "--broker", console_env["REDIS_URL"]], env
+
+
+def migrate_and_seed_demo(env: dict) -> dict:
+    """Migrate the database ``env`` names and seed the demo; ``seed_demo --json``'s answer
+    (tenants with their API keys, nodes with their tokens)."""
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=240)
+    seeded = subprocess.run(
+        [PYTHON, "manage.py", "seed_demo", "--json"], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True
+    )
+    return json.loads(seeded.stdout)
 
 
 WORKERS = ("celery", "host")
