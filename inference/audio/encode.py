@@ -212,6 +212,25 @@ class _Resampler:
         window = 0.5 + 0.5 * numpy.cos(numpy.pi * numpy.clip(distance / self.HALF_TAPS, -1.0, 1.0))
         self._kernels = (cutoff * numpy.sinc(cutoff * distance) * window).astype(numpy.float32)
         self._taps = taps
+        self._blocks = self._block_matrix()
+
+    # The block form's matrix is ``down`` rows of ``up + 2 * HALF_TAPS - 1`` doubles; rates whose
+    # ratio reduces to large numbers (47,999 Hz) take the per-sample gather instead.
+    BLOCK_MATRIX_MAX = 1 << 18
+
+    def _block_matrix(self) -> numpy.ndarray | None:
+        """Outputs ``q * down + r`` (r < down) read inputs ``q * up + base_r - HALF_TAPS + 1 ...``: the
+        same window of ``up + 2 * HALF_TAPS - 1`` inputs, shifted by ``up``, for every block ``q``. Row
+        ``r`` holds output r's kernel at its base, so one block of outputs is one matrix product."""
+        width = self._up + 2 * self.HALF_TAPS - 1
+        if self._down * width > self.BLOCK_MATRIX_MAX:
+            return None
+        matrix = numpy.zeros((self._down, width), dtype=numpy.float64)
+        span = 2 * self.HALF_TAPS
+        for r in range(self._down):
+            base, phase = divmod(r * self._up, self._down)
+            matrix[r, base : base + span] = self._kernels[phase]
+        return matrix
 
     def push(self, samples: numpy.ndarray, *, final: bool = False) -> numpy.ndarray:
         samples = numpy.asarray(samples, dtype=numpy.float32).ravel()
@@ -236,14 +255,10 @@ class _Resampler:
         count = stop - self._next
         if count <= 0:
             return numpy.zeros(0, dtype=numpy.float32)
-        numerators = (self._next + numpy.arange(count, dtype=numpy.int64)) * up
-        base, phase = numpy.divmod(numerators, down)
-        local = base[:, None] + self._taps[None, :] - self._offset
-        padded = numpy.concatenate(
-            [numpy.zeros(self.HALF_TAPS, numpy.float32), self._buffer, numpy.zeros(self.HALF_TAPS + 1, numpy.float32)]
-        )
-        values = padded[numpy.clip(local + self.HALF_TAPS, 0, len(padded) - 1)]
-        out = numpy.einsum("ij,ij->i", values, self._kernels[phase])
+        if self._blocks is not None:
+            out = self._outputs_by_block(self._next, stop)
+        else:
+            out = self._outputs_by_gather(self._next, count)
         self._next = stop
         # Keep only the inputs later outputs still need.
         keep_from = (self._next * up) // down - self.HALF_TAPS
@@ -251,3 +266,35 @@ class _Resampler:
         self._buffer = self._buffer[drop:]
         self._offset += drop
         return out.astype(numpy.float32)
+
+    def _outputs_by_block(self, first: int, stop: int) -> numpy.ndarray:
+        """Outputs ``first`` to ``stop`` as whole blocks of ``down`` (one matrix product, in float64,
+        each sum in the same order however the stream was cut), the extra ones cut off."""
+        up, down = self._up, self._down
+        width = self._blocks.shape[1]
+        q0, q1 = first // down, -(-stop // down)
+        low = q0 * up - self.HALF_TAPS + 1  # input index of the first block's window
+        high = (q1 - 1) * up - self.HALF_TAPS + 1 + width
+        window = numpy.zeros(high - low, dtype=numpy.float64)
+        # Inputs outside the buffer are the silence before the stream, or after it when final;
+        # any other outside input feeds only outputs that are cut off below.
+        start, end = max(low, self._offset), min(high, self._offset + len(self._buffer))
+        if end > start:
+            window[start - low : end - low] = self._buffer[start - self._offset : end - self._offset]
+        blocks = numpy.lib.stride_tricks.sliding_window_view(window, width)[::up]
+        # einsum's own loops, not a BLAS product: OpenBLAS's worker threads spin for a while after
+        # each call, and a console encoding every stream would keep a core busy doing nothing.
+        out = numpy.einsum("qw,rw->qr", blocks, self._blocks).ravel()
+        return out[first - q0 * down : stop - q0 * down]
+
+    def _outputs_by_gather(self, first: int, count: int) -> numpy.ndarray:
+        """Outputs ``first`` to ``first + count``, each from its own gathered inputs (any rate ratio)."""
+        up, down = self._up, self._down
+        numerators = (first + numpy.arange(count, dtype=numpy.int64)) * up
+        base, phase = numpy.divmod(numerators, down)
+        local = base[:, None] + self._taps[None, :] - self._offset
+        padded = numpy.concatenate(
+            [numpy.zeros(self.HALF_TAPS, numpy.float32), self._buffer, numpy.zeros(self.HALF_TAPS + 1, numpy.float32)]
+        )
+        values = padded[numpy.clip(local + self.HALF_TAPS, 0, len(padded) - 1)]
+        return numpy.einsum("ij,ij->i", values, self._kernels[phase])

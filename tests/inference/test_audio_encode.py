@@ -77,3 +77,26 @@ def test_first_bytes_leave_before_the_end():
     encoder = StreamEncoder("mp3", input_rate=RATE)
     assert encoder.feed(tone(0.5))  # half a second in: mp3 frames are already out
     assert encoder.finish()
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000, 22_050, 44_100, 48_000, 47_999])
+def test_the_block_resampler_matches_the_per_sample_one_and_does_not_depend_on_the_cuts(rate):
+    from inference.audio.encode import _Resampler
+
+    rng = numpy.random.default_rng(rate)
+    audio = rng.uniform(-0.9, 0.9, rate).astype(numpy.float32)  # one second of noise: every band
+
+    def resampled(parts: int, *, blocks: bool) -> numpy.ndarray:
+        resampler = _Resampler(rate, OUTPUT_RATE)
+        if not blocks:
+            resampler._blocks = None  # the per-sample form (any ratio; the only one for 47,999 Hz)
+        out = [resampler.push(chunk) for chunk in numpy.array_split(audio, parts)]
+        return numpy.concatenate([*out, resampler.flush()])
+
+    reference = resampled(1, blocks=False)
+    whole = resampled(1, blocks=True)
+    assert len(whole) == len(reference) == pytest.approx(OUTPUT_RATE, abs=2)
+    # The same kernels: only the rounding of float32 sums differs (the block form sums in float64).
+    assert numpy.max(numpy.abs(whole - reference)) < 1e-5
+    for parts in (3, 17, 250):
+        assert numpy.array_equal(resampled(parts, blocks=True), whole)
