@@ -164,24 +164,50 @@ class ConsoleLink:
             raise JobLinkLost("not connected to the console")
         return self.client.session
 
-    def _call(self, coroutine, timeout_s: float):
+    def _submit(self, coroutine) -> concurrent.futures.Future:
         loop = self.client.loop
         if loop is None or not loop.is_running():
             coroutine.close()
             raise JobLinkLost("the agent's loop is not running")
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    @staticmethod
+    def _result(future: concurrent.futures.Future, timeout_s: float):
         try:
             return future.result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise JobLinkLost(f"the console link stalled for {timeout_s:.0f} s") from None
 
+    def _call(self, coroutine, timeout_s: float):
+        return self._result(self._submit(coroutine), timeout_s)
+
     def send(self, data: bytes | str, *, session: int) -> None:
         self._call(self.client.job_send(data, session=session), SEND_TIMEOUT_S)
 
     def request(self, kind: str, *, reply: str, session: int, timeout_s: float, **fields) -> dict | None:
         """Send a job frame and wait (at most ``timeout_s``) for the console's ``reply`` about it."""
+        return self.request_end(
+            self.request_begin(kind, reply=reply, session=session, timeout_s=timeout_s, **fields), timeout_s=timeout_s
+        )
+
+    def request_begin(
+        self, kind: str, *, reply: str, session: int, timeout_s: float, **fields
+    ) -> concurrent.futures.Future:
+        """``request`` without waiting for the answer, which ``request_end`` takes. Returns once the
+        frame has left: the caller's next work (the engine) must not hold it up in this process."""
         text = protocol.message_encode(kind, version=self.client.version, **fields)
         key = (reply, fields["job_id"], fields["attempt"])
-        waiting = self.client.job_request(text, reply=key, session=session, timeout_s=timeout_s)
-        return self._call(waiting, timeout_s + SEND_TIMEOUT_S)
+        sent = threading.Event()
+        answer = self._submit(
+            self.client.job_request(text, reply=key, session=session, timeout_s=timeout_s, on_sent=sent.set)
+        )
+        answer.add_done_callback(lambda _answer: sent.set())  # a frame that cannot leave ends the wait too
+        if not sent.wait(SEND_TIMEOUT_S):
+            answer.cancel()
+            raise JobLinkLost(f"the console link stalled for {SEND_TIMEOUT_S:.0f} s")
+        return answer
+
+    def request_end(self, answer: concurrent.futures.Future, *, timeout_s: float) -> dict | None:
+        """The answer to a ``request_begin`` (None when none came in time); JobLinkLost if the link went."""
+        return self._result(answer, timeout_s + SEND_TIMEOUT_S)

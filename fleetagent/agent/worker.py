@@ -2,10 +2,12 @@
 
 The node's queue delivers ``RUN_JOB_TASK`` with kwargs ``{"job": JOB}`` (``fleetagent.protocol``).
 ``JobRunner.run`` checks the deadline, asks the console to claim the job over the agent's
-websocket (``job_start`` -> ``job_claim``), fetches a cloned voice's prompt audio (cached per
-voice version), runs the engine and sends each piece as binary audio frames as soon as it is
-produced, then ``job_done`` or ``job_fail``, and waits (bounded) for the console's
-``job_closed``. The console alone writes the output and settles or releases the tokens.
+websocket (``job_start`` -> ``job_claim``) and, while the answer travels, fetches a cloned
+voice's prompt audio (cached per voice version) and has the engine make the first piece
+(``EngineRun``; nothing is sent, or reported, before the claim is granted). It then sends each
+piece as binary audio frames as soon as it is produced, then ``job_done`` or ``job_fail``, and
+waits (bounded) for the console's ``job_closed``. The console alone writes the output and
+settles or releases the tokens.
 
 A message is never acked away unrun: not connected, or no claim answer within
 CLAIM_TIMEOUT_S, and the task is retried later on the same queue (``acks_late`` and
@@ -119,7 +121,10 @@ class JobRunner:
     def run(self, job: dict) -> str:
         """Run a JOB message; the outcome (succeeded, failed, refused, dropped, expired, requeued…).
 
-        RetryLater when it could not be claimed now; the caller puts the message back.
+        RetryLater when it could not be claimed now; the caller puts the message back. The
+        engine starts while the console answers the claim (its first piece waits for the
+        answer, and is thrown away unsent if the job is not this node's): the claim's round
+        trip is not added to the job's time.
         """
         ref = job_ref(job)
         if time.time() >= ref.deadline_ts:
@@ -128,9 +133,10 @@ class JobRunner:
         if self.runtime.draining:
             raise RetryLater("the node is drained")
         self.runtime.waiting(+1)
+        synthesis: EngineRun | None = None
         try:
             session = self.link.session()
-            claim = self.link.request(
+            answer = self.link.request_begin(
                 protocol.JOB_START,
                 reply=protocol.JOB_CLAIM,
                 session=session,
@@ -138,24 +144,34 @@ class JobRunner:
                 job_id=ref.job_id,
                 attempt=ref.attempt,
             )
+            synthesis = EngineRun.start(lambda: self._request(job, ref), self.engine)
+            claim = self.link.request_end(answer, timeout_s=CLAIM_TIMEOUT_S)
         except JobLinkLost as exc:
+            if synthesis is not None:
+                synthesis.close()
             raise RetryLater(str(exc)) from exc
         finally:
             self.runtime.waiting(-1)
-        if claim is None:
-            raise RetryLater(f"no job_claim within {CLAIM_TIMEOUT_S:.0f} s")
-        if not claim.get("ok"):
+        if claim is None or not claim.get("ok"):
+            synthesis.close()
+            if claim is None:
+                raise RetryLater(f"no job_claim within {CLAIM_TIMEOUT_S:.0f} s")
             logger.info("job %s (attempt %s) is not ours: %s; dropped", ref.job_id, ref.attempt, claim.get("reason"))
             return "dropped"
         held = self.runtime.hold(job_id=ref.job_id, attempt=ref.attempt, session=session)
         started = time.perf_counter()
         outcome, rtf = REQUEUED, None
         try:
-            outcome, rtf = self._run_held(job, ref, held)
+            outcome, rtf = self._run_held(synthesis, ref, held)
         finally:
+            synthesis.close()
             self.runtime.release(held, outcome=outcome)
             self.runtime.stats.job_finished(ref.job_id, _stats_outcome(outcome), time.perf_counter() - started, rtf)
         return outcome
+
+    def _request(self, job: dict, ref: JobRef) -> SynthesisRequest:
+        """The engine's request, with a cloned voice's prompt audio fetched (or from the cache)."""
+        return synthesis_request(job, prompt_audio_path=self._prompt_path(job, ref))
 
     def _prompt_path(self, job: dict, ref: JobRef) -> str | None:
         voice = job["voice"]
@@ -168,40 +184,31 @@ class JobRunner:
         )
         return str(path)
 
-    def _run_held(self, job: dict, ref: JobRef, held: HeldJob) -> tuple[str, float | None]:
+    def _run_held(self, synthesis: EngineRun, ref: JobRef, held: HeldJob) -> tuple[str, float | None]:
         offset = 0
-        engine_seconds = audio_seconds = 0.0
+        audio_seconds = 0.0
         try:
-            request = synthesis_request(job, prompt_audio_path=self._prompt_path(job, ref))
-            engine = self.engine()
-            engine.check_language(request.language)
-            pieces = engine.synthesize_stream(request)
-            try:
-                while not held.stop.is_set():
-                    if time.time() >= ref.deadline_ts:
-                        raise VoxfleetError("The job ran past its deadline on the node.", code="job_timeout")
-                    synth_started = time.perf_counter()
-                    piece = next(pieces, None)
-                    engine_seconds += time.perf_counter() - synth_started
-                    if piece is None:
+            while not held.stop.is_set():
+                if time.time() >= ref.deadline_ts:
+                    raise VoxfleetError("The job ran past its deadline on the node.", code="job_timeout")
+                piece = synthesis.next()
+                if piece is None:
+                    break
+                pcm = pcm16(piece.samples)
+                for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
+                    if held.stop.is_set():
                         break
-                    pcm = pcm16(piece.samples)
-                    for start in range(0, len(pcm), AUDIO_CHUNK_BYTES):
-                        if held.stop.is_set():
-                            break
-                        chunk = pcm[start : start + AUDIO_CHUNK_BYTES]
-                        frame = protocol.audio_frame_encode(
-                            job_id=ref.job_id,
-                            attempt=ref.attempt,
-                            sample_rate=piece.sample_rate,
-                            offset=offset,
-                            pcm=chunk,
-                        )
-                        self.link.send(frame, session=held.session)
-                        offset += len(chunk)
-                    audio_seconds += piece.duration_s
-            finally:
-                pieces.close()
+                    chunk = pcm[start : start + AUDIO_CHUNK_BYTES]
+                    frame = protocol.audio_frame_encode(
+                        job_id=ref.job_id,
+                        attempt=ref.attempt,
+                        sample_rate=piece.sample_rate,
+                        offset=offset,
+                        pcm=chunk,
+                    )
+                    self.link.send(frame, session=held.session)
+                    offset += len(chunk)
+                audio_seconds += piece.duration_s
             if held.stop.is_set():
                 logger.info("job %s stopped: %s", ref.job_id, held.why)
                 return held.outcome, None
@@ -218,6 +225,7 @@ class JobRunner:
             )
             logger.warning("job %s failed: %s", ref.job_id, error.message)
             return self._close(protocol.JOB_FAIL, held, code=error.code, message=error.message[:1000]), None
+        engine_seconds = synthesis.engine_seconds
         rtf = engine_seconds / audio_seconds if audio_seconds > 0 else None
         closed = self._close(
             protocol.JOB_DONE,
@@ -225,7 +233,7 @@ class JobRunner:
             audio_bytes=offset,
             gpu_seconds=round(engine_seconds, 6),
             audio_seconds=round(audio_seconds, 6),
-            engine_version=engine_version_label(engine)[:64],
+            engine_version=synthesis.version[:64],
         )
         return closed, rtf
 
@@ -248,6 +256,55 @@ class JobRunner:
             logger.warning("job %s: no job_closed within %.0f s of its %s", held.job_id, CLOSE_TIMEOUT_S, kind)
             return "unanswered"
         return str(closed.get("status") or "unanswered")
+
+
+class EngineRun:
+    """One job's pieces from the engine; the first one is made at ``start``, before the claim is
+    answered, and held. A failure then (prompt audio, language, the engine) is held too and raised
+    by ``next``, so it is reported only for a job this node may report on. ``engine_seconds``
+    counts the time spent in the engine itself."""
+
+    def __init__(self) -> None:
+        self.engine_seconds = 0.0
+        self.version = ""
+        self._pieces = None
+        self._first: list = []
+        self._error: Exception | None = None
+
+    @classmethod
+    def start(cls, request: Callable[[], SynthesisRequest], engine: Callable[[], SynthesisEngine]) -> EngineRun:
+        run = cls()
+        try:
+            prepared = request()
+            loaded = engine()
+            run.version = engine_version_label(loaded)
+            loaded.check_language(prepared.language)
+            run._pieces = loaded.synthesize_stream(prepared)
+            run._first.append(run._next_piece())
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure once it is claimed
+            run._error = exc
+        return run
+
+    def _next_piece(self):
+        started = time.perf_counter()
+        try:
+            return next(self._pieces, None)
+        finally:
+            self.engine_seconds += time.perf_counter() - started
+
+    def next(self):
+        """The next piece, or None at the end."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._first:
+            return self._first.pop()
+        return self._next_piece() if self._pieces is not None else None
+
+    def close(self) -> None:
+        if self._pieces is not None:
+            self._pieces.close()
+            self._pieces = None
 
 
 class SettledQoS(kombu_redis.QoS):

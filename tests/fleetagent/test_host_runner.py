@@ -246,3 +246,67 @@ def test_a_job_that_cannot_be_claimed_goes_back_to_the_queue_and_one_past_its_de
     runner.runtime.draining = True
     with pytest.raises(RetryLater, match="drained"):
         runner.run(job)
+
+
+class _Recording:
+    """The loaded engine, counting the pieces it was asked for (and, with ``fail``, failing at the first)."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.engine = engine_get()
+        self.fail = fail
+        self.pieces = 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def synthesize_stream(self, request):
+        for piece in self.engine.synthesize_stream(request):
+            self.pieces += 1
+            if self.fail:
+                raise RuntimeError("the engine fell over")
+            yield piece
+
+
+def _frames_sent(host: Host, monkeypatch) -> list:
+    """What the runner sends on its link from now on: audio frames and job reports (kinds)."""
+    sent: list = []
+    link = host.runner.link
+    send, request = link.send, link.request
+    monkeypatch.setattr(link, "send", lambda data, **kw: (sent.append("audio"), send(data, **kw))[1])
+    monkeypatch.setattr(link, "request", lambda kind, **kw: (sent.append(kind), request(kind, **kw))[1])
+    return sent
+
+
+def test_the_engine_starts_while_the_claim_travels_and_a_refused_claim_sends_nothing(host, make_tenant, monkeypatch):
+    pro = make_tenant("pro")
+    job, message = _accepted(host, pro, text="你好，欢迎使用语音合成。", voice="zh-female", seed=11)
+    assert host.runner.run(message) == "succeeded"
+    recording = _Recording()
+    host.runner.engine = lambda: recording
+    sent = _frames_sent(host, monkeypatch)
+
+    # Redelivered: the engine made its first piece before the console refused the claim, and
+    # the piece went nowhere (no audio frame, no report).
+    assert host.runner.run(message) == "dropped"
+    assert recording.pieces == 1 and sent == []
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1
+    assert host.runtime.held() == [] and asyncio.run(host.runtime.counts()) == (0, 0)
+
+
+def test_an_engine_failure_before_the_claim_is_answered_is_reported_once_the_job_is_the_node_s(
+    host, make_tenant, monkeypatch
+):
+    pro = make_tenant("pro")
+    job, message = _accepted(host, pro, text="你好，欢迎使用语音合成。", voice="zh-female", seed=12)
+    host.runner.engine = lambda: _Recording(fail=True)
+    sent = _frames_sent(host, monkeypatch)
+
+    assert host.runner.run(message) == "failed"
+    assert sent == [protocol.JOB_FAIL]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_code == "engine_error" and "fell over" in job.error
+    assert quota_get(tenant=pro).reserved == 0 and quota_get(tenant=pro).used == 0  # released, not charged
+    # The same failure for a message that is no longer the node's is not reported at all.
+    assert host.runner.run(message) == "dropped"
+    assert sent == [protocol.JOB_FAIL]
