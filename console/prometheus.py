@@ -231,6 +231,12 @@ def http_metrics_middleware(get_response):
     return middleware
 
 
+# Either mode, so a request's middleware chain runs on the event loop (Django hops to a
+# thread only for the view).
+http_metrics_middleware.sync_capable = True
+http_metrics_middleware.async_capable = True
+
+
 def metrics_text() -> bytes:
     """The exposition: the fleet and billing from the database, HTTP counters from this process (or all of them)."""
     registry = CollectorRegistry(auto_describe=False)

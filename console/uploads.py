@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import JsonResponse
@@ -65,17 +66,33 @@ def _declared_length(value) -> int | None:
 
 
 class RequestBodyCapMiddleware:
-    """A declared body over REQUEST_BODY_MAX_BYTES is refused unread; parse-time caps become 413."""
+    """A declared body over REQUEST_BODY_MAX_BYTES is refused unread; parse-time caps become 413.
+
+    Runs in either mode (the handler's), so it never makes Django hop between the event loop
+    and a thread."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        refused = self._refusal(request)
+        if self._async:
+            return self._acall(request, refused)
+        return refused if refused is not None else self.get_response(request)
+
+    async def _acall(self, request, refused):
+        return refused if refused is not None else await self.get_response(request)
+
+    def _refusal(self, request):
         limit = int(settings.REQUEST_BODY_MAX_BYTES)
         length = _declared_length(request.META.get("CONTENT_LENGTH"))
-        if length is not None and length > limit:
-            return self._refuse(limit)
-        return self.get_response(request)
+        return self._refuse(limit) if length is not None and length > limit else None
 
     def process_exception(self, request, exception):
         if isinstance(exception, RequestBodyTooLarge):
