@@ -60,8 +60,12 @@ JOB_CLIENTS = 2  # with the speech clients, the Pro plan's 4 concurrent jobs
 CALL_TIMEOUT_S = 60.0
 POLL_S = 0.5
 # After an error a client waits this long before its next call (pacing, so a client that
-# is refused at once does not spin on the two CPUs the fleet needs).
+# is refused at once does not spin on the two CPUs the fleet needs); after a 429 it waits what
+# Retry-After says, up to RATE_WAIT_MAX_S, as a well-behaved client does: calling back to back,
+# the clients pass the Pro plan's 120 requests a minute, and a client that kept calling through
+# its rate limit would be measuring the limit (a 429 until the minute turns), not the fault.
 ERROR_PACE_S = 0.2
+RATE_WAIT_MAX_S = 10.0
 # Error statuses that fit a fault: the fleet is briefly unavailable (503), or busy (429).
 FITTING = (429, 503)
 RECOVER_WITHIN_S = 90.0
@@ -136,6 +140,16 @@ def _error_into(call: Call, response, shape) -> None:
         body = None
     call.shape_ok = "application/json" in call.content_type and shape(body)
     call.detail = str(body)[:200] if body is not None else response.text[:200]
+
+
+def _pause_after(call: Call) -> float:
+    """How long a client waits after a call that was not a success."""
+    if call.status == 429 and call.retry_after:
+        try:
+            return min(RATE_WAIT_MAX_S, max(ERROR_PACE_S, float(call.retry_after)))
+        except ValueError:
+            pass
+    return ERROR_PACE_S
 
 
 def _no_answer(call: Call, exc: BaseException) -> None:
@@ -220,7 +234,7 @@ class Load:
             if run.job_id is not None:
                 self._keep(run)
             if call.status != 200:
-                self._stop.wait(ERROR_PACE_S)
+                self._stop.wait(_pause_after(call))
 
     # --- jobs API: create, then poll to the end ---------------------------------------------
     def _request(self, http: httpx.Client, what: str, method: str, path: str, **kwargs) -> tuple[Call, dict | None]:
@@ -250,7 +264,7 @@ class Load:
                 http, "job create", "POST", "jobs", json={"input": JOB_TEXT, "voice": "zh-female"}
             )
             if body is None:
-                self._stop.wait(ERROR_PACE_S)
+                self._stop.wait(_pause_after(call))
                 continue
             run = JobRun("jobs", call.started, job_id=body["id"], status=body["status"])
             call.job_id = run.job_id
