@@ -36,12 +36,13 @@ def _wake_local(job_id: int) -> None:
         event.set()
 
 
-def job_done_notify(*, job_id: int) -> None:
-    """Tell waiters (in this process and, with Redis, in every console process) a job finished."""
+def job_done_notify(*, job_id: int, ended: dict | None = None) -> None:
+    """Tell waiters (in this process and, with Redis, in every console process) a job finished;
+    ``ended`` (how, ``inference.streaming.job_audio_end``) goes to its stream's listeners."""
     from inference.streaming import job_audio_end
 
     _wake_local(job_id)
-    job_audio_end(job_id=job_id)  # streaming listeners stop reading
+    job_audio_end(job_id=job_id, ended=ended)  # streaming listeners stop reading
     if settings.REDIS_URL:
         try:
             redis_client().publish(JOB_DONE_CHANNEL, str(job_id))

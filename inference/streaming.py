@@ -19,6 +19,7 @@ import logging
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,15 +85,13 @@ class JobAudioWriter:
         if pcm:
             self._send(self._store(pcm))
 
-    async def append_async(self, pcm: bytes) -> None:
-        """``append`` from the event loop (a GPU host's pieces arrive on the console's websocket)."""
+    async def append_async(self, pcm: bytes, *, announcer: Announcer) -> None:
+        """``append`` from the event loop (a GPU host's pieces arrive on the console's websocket):
+        stored now, announced by ``announcer`` in the background."""
         if not pcm:
             return
         message = await asyncio.to_thread(self._store, pcm)
-        try:
-            await get_channel_layer().group_send(job_audio_group(self.job_id), message)
-        except Exception:  # noqa: BLE001 - listeners fall back to the file and the job row
-            logger.warning("could not announce audio of job %s", self.job_id, exc_info=True)
+        announcer.send(job_audio_group(self.job_id), message)
 
     def _store(self, pcm: bytes) -> dict:
         with open(self.path, "ab") as handle:
@@ -127,10 +126,41 @@ class JobAudioWriter:
             logger.warning("could not announce audio of job %s", self.job_id, exc_info=True)
 
 
-def job_audio_end(*, job_id: int) -> None:
-    """Tell listeners the job is over (after its settlement or release is committed)."""
+class Announcer:
+    """Announces stored pieces on the channel layer in order, without holding up whoever stored
+    them (a host's next frame, its job_done). At most ``limit`` wait; past that an announcement
+    is dropped, which costs a listener nothing (a gap in the offsets sends it to the file). The
+    end of a job may overtake pieces still waiting here: the listener then takes the rest from
+    the finished file. One per producer on one event loop; not thread-safe."""
+
+    def __init__(self, *, limit: int = 64) -> None:
+        self.limit = limit
+        self._waiting: deque[tuple[str, dict]] = deque()
+        self._task: asyncio.Task | None = None
+
+    def send(self, group: str, message: dict) -> None:
+        if len(self._waiting) >= self.limit:
+            logger.warning("announcements of %s are behind; one dropped (listeners read the file)", group)
+            return
+        self._waiting.append((group, message))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        layer = get_channel_layer()
+        while self._waiting:
+            group, message = self._waiting.popleft()
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # noqa: BLE001 - listeners fall back to the file and the job row
+                logger.warning("could not announce on %s", group, exc_info=True)
+
+
+def job_audio_end(*, job_id: int, ended: dict | None = None) -> None:
+    """Tell listeners the job is over (after its settlement or release is committed); ``ended``
+    says how, for a listener that would otherwise read the job back (``job_audio_listen``)."""
     try:
-        _group_send(job_audio_group(job_id), {"type": END})
+        _group_send(job_audio_group(job_id), {"type": END, "ended": ended or {}})
     except Exception:  # noqa: BLE001 - listeners also poll the job row
         logger.warning("could not announce the end of job %s", job_id, exc_info=True)
 
@@ -162,8 +192,13 @@ async def job_audio_listen(
     is_finished: Callable[[], Awaitable[bool]],
     timeout_s: float,
     poll_s: float = 1.0,
+    ended: dict | None = None,
 ) -> AsyncIterator[AudioPiece]:
     """Yield the job's audio as it is produced until the job ends (or ``timeout_s`` passes).
+
+    When the end is announced, what it says of the job's end (``job_audio_end``: its status,
+    output and tokens, for a job settled with its audio) is put in ``ended``; it stays empty
+    when the listener stopped otherwise.
 
     ``is_finished`` reads the job row; it is asked when the group is quiet for ``poll_s``
     (a lost end message, a node that died) so the listener never waits past the job. When
@@ -210,6 +245,8 @@ async def job_audio_listen(
                 channel = _layer_lost(job_id, exc)
                 continue
             if message.get("type") == END:
+                if ended is not None:
+                    ended.update(message.get("ended") or {})
                 return
             start, chunk = int(message["offset"]), message["data"]
             if start > offset:

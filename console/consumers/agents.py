@@ -290,6 +290,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 reason=claim.reason,
             )
         )
+        if claim.ok:
+            self.audio.claimed(job_id, attempt)
 
     async def on_job_renew(self, message: dict) -> None:
         renewal = await _db(host_job_renew)(node_id=self.node.pk, jobs=message["jobs"])
@@ -298,15 +300,17 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.audio.discard((job_id, attempt))
             await self._job_closed(job_id, attempt, CLOSED_REFUSED)
         for exc in renewal.not_yours:
+            await self.audio.discard((exc.job_id, exc.attempt))
             await self._not_your_job(exc)
 
     async def on_job_done(self, message: dict) -> None:
-        writer = self.audio.take(message["job_id"], message["attempt"])
+        writer, claimed = self.audio.take(message["job_id"], message["attempt"])
         await self._job_report(
             message,
             writer,
             host_job_done,
             writer=writer,
+            claimed=claimed,
             audio_bytes=message["audio_bytes"],
             gpu_seconds=message["gpu_seconds"],
             audio_seconds=message["audio_seconds"],
@@ -314,7 +318,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_job_fail(self, message: dict) -> None:
-        writer = self.audio.take(message["job_id"], message["attempt"])
+        writer, _ = self.audio.take(message["job_id"], message["attempt"])
         await self._job_report(message, writer, host_job_fail, code=message["code"], message=message["message"])
 
     async def _job_report(self, frame: dict, partial, report, **fields) -> None:

@@ -31,7 +31,7 @@ from console.openai_api.db_threads import db_thread_run
 from console.openai_api.errors import openai_exception_handler
 from inference.audio.encode import DEFAULT_FORMAT, FORMATS
 from inference.engines.base import SEED_MAX, SEED_MIN, SPEED_MAX, SPEED_MIN
-from inference.services import JobNotSucceeded, Speech, SpeechStream, speech_stream, speech_synthesize
+from inference.services import JobNotSucceeded, Speech, SpeechStream, speech_accept, speech_audio, speech_job_stream
 
 # Our model first; OpenAI's speech model names are accepted as aliases so unchanged
 # clients work. All of them run on whatever engine the fleet's nodes have loaded.
@@ -148,36 +148,42 @@ class SpeechView(OpenAIView):
         tags=["openai"],
     )
     def post(self, request):
-        tenant, fields = db_thread_run(self._admit, request)
-        request_fields = {
-            "tenant": tenant,
-            "text": fields["input"],
-            "voice": fields["voice"],
-            "instruction": fields.get("instructions"),
-            "seed": fields.get("seed"),
-            "speed": fields.get("speed"),
-            "response_format": fields["response_format"],
-            "idempotency_key": request.headers.get("Idempotency-Key"),
-            "api_key": request.auth,
-            "run": db_thread_run,
-        }
+        # One trip to a database thread (each is a hand-off between threads on the request's
+        # path): who is asking, within their limits, with a valid request, accepted as a job.
+        job, fields = db_thread_run(self._accept, request)
         try:
             if not fields["stream"]:
-                return _audio_response(speech_synthesize(**request_fields))
-            return _stream_response(speech_stream(**request_fields, sse=fields["stream_format"] == "sse"))
+                return _audio_response(
+                    speech_audio(job=job, response_format=fields["response_format"], run=db_thread_run)
+                )
+            stream = speech_job_stream(
+                job=job, response_format=fields["response_format"], sse=fields["stream_format"] == "sse"
+            )
+            return _stream_response(stream)
         except JobNotSucceeded as exc:
             exc.headers.update({"X-Job-Id": str(exc.job_id), "X-Tokens-Charged": "0"})
             raise
 
-    def _admit(self, request) -> tuple:
-        """Who is asking, within their rate limit, with a valid request (on a database thread)."""
+    def _accept(self, request) -> tuple:
+        """The request admitted and accepted as a job (on a database thread): the job and the fields."""
         self.perform_authentication(request)
         self.check_permissions(request)
         tenant = request_tenant(request)
         request_admit(tenant=tenant)
         data = SpeechRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return tenant, data.validated_data
+        fields = data.validated_data
+        job = speech_accept(
+            tenant=tenant,
+            text=fields["input"],
+            voice=fields["voice"],
+            instruction=fields.get("instructions"),
+            seed=fields.get("seed"),
+            speed=fields.get("speed"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            api_key=request.auth,
+        )
+        return job, fields
 
 
 def _audio_response(speech: Speech) -> HttpResponse:

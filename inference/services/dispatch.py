@@ -373,8 +373,10 @@ def _job_attempt_succeed(
     audio_seconds: float,
     engine_version: str,
     started: float,
+    audio_bytes: int | None = None,
 ) -> bool:
     """Settle a job whose attempt ``mine`` (node and attempt filter) produced ``path``: whether it did.
+    ``audio_bytes``, when the caller counted them, is the PCM in ``path``, announced with the end.
 
     The one place a job is charged, whoever ran it (the node's worker, or the console on behalf
     of a GPU host that holds no database): a conditional UPDATE naming the attempt and the
@@ -417,7 +419,16 @@ def _job_attempt_succeed(
     # The slot goes back before the client is woken, or its very next request could find
     # its own finished job still holding the plan's only slot.
     job_slot_release(tenant=job.tenant, job_id=job.pk)
-    runtime.job_done_notify(job_id=job.pk)
+    # Listeners of its stream are told how it ended, so they need not read the row back.
+    runtime.job_done_notify(
+        job_id=job.pk,
+        ended={
+            "status": JobStatus.SUCCEEDED.value,
+            "output_path": str(path),
+            "tokens": job.tokens,
+            "audio_bytes": audio_bytes,
+        },
+    )
     job_listeners_notify(job_id=job.pk, outcome=JobStatus.SUCCEEDED, duration_s=time.perf_counter() - started, rtf=rtf)
     for name, value in outcome.items():
         setattr(job, name, value)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import Error as DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -31,7 +32,7 @@ from inference.choices import JobStatus
 from inference.errors import NotYourJob
 from inference.models import SynthesisJob
 from inference.services.dispatch import _job_attempt_fail, _job_attempt_succeed, job_output_path
-from inference.streaming import JobAudioWriter, replace_into
+from inference.streaming import Announcer, JobAudioWriter, replace_into
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,22 @@ def host_job_done(
     gpu_seconds: float,
     audio_seconds: float,
     engine_version: str,
+    claimed: SynthesisJob | None = None,
 ) -> str:
     """All audio of the attempt was sent: write the WAV and settle; the job_closed status.
 
     ``writer`` holds what the console received. A count that differs from the host's (a frame
     lost or refused) fails the job, tokens released: the console never charges for audio it
     does not hold whole. A duplicate job_done finds the job closed and changes nothing.
+    ``claimed`` is the job as read when this connection claimed it (``host_job_claimed``): while
+    the row says it still runs here in that attempt (one indexed lookup), it spares reading the
+    job again; otherwise the report is answered from the row as without it. Who may settle is
+    decided by the conditional UPDATE naming node, attempt and ``running`` either way.
     """
-    job = _job_reported(node_id=node_id, job_id=job_id, attempt=attempt)
+    ids = {"node_id": node_id, "job_id": job_id, "attempt": attempt}
+    if claimed is not None and not host_job_running(**ids):
+        claimed = None  # ended or taken back since its claim: the row says how
+    job = claimed if claimed is not None else _job_reported(**ids)
     if job.status != JobStatus.RUNNING:
         return _closed_as(job, CLOSED_SUCCEEDED)
     mine = {"node_id": node_id, "attempts": attempt}
@@ -217,6 +226,7 @@ def host_job_done(
         audio_seconds=audio_seconds,
         engine_version=engine_version,
         started=started,
+        audio_bytes=audio_bytes,
     )
     return CLOSED_SUCCEEDED if settled else CLOSED_REFUSED
 
@@ -238,49 +248,78 @@ def host_job_output(*, node_id: int, job_id: int, attempt: int) -> Path | None:
     return job_output_path(job=job) if job.status == JobStatus.RUNNING else None
 
 
+def host_job_claimed(*, node_id: int, job_id: int, attempt: int) -> SynthesisJob | None:
+    """The job this node just claimed for ``attempt``, as its reports will need it (None if it ended already).
+
+    Read once per claim, while the host's engine starts: its audio frames and its job_done then
+    check only whether it is still running here in that attempt (``host_job_running``).
+    """
+    job = _job_reported(node_id=node_id, job_id=job_id, attempt=attempt)
+    return job if job.status == JobStatus.RUNNING else None
+
+
+def host_job_running(*, node_id: int, job_id: int, attempt: int) -> bool:
+    """Whether the job is running on this node in ``attempt`` (one indexed lookup)."""
+    return SynthesisJob.objects.filter(pk=job_id, node_id=node_id, attempts=attempt, status=JobStatus.RUNNING).exists()
+
+
 @dataclass
 class _Stream:
-    writer: JobAudioWriter
-    checked_at: float
+    """One job attempt on this connection: where its audio goes, the job as read at its claim
+    (claimed here), its writer once the first frame came, and when the row last said it runs here."""
+
+    path: Path
+    job: SynthesisJob | None = None
+    writer: JobAudioWriter | None = None
+    checked_at: float | None = None  # None: checked on the next frame
 
 
 class HostAudio:
     """The audio streams of one host connection: a ``JobAudioWriter`` per job attempt, in order.
 
-    Each stream starts at offset 0 and continues exactly where it is (a gap or an overlap is
-    refused, as is another sample rate); its job is read when the stream opens and again every
-    AUDIO_RECHECK_S. ``run_sync`` runs a database call from the event loop (the consumer's).
-    Not thread-safe: one per connection, used from its consumer only.
+    A job claimed on this connection is read once at its claim, in the background (``claimed``),
+    one claimed on an earlier connection at its first frame. Pieces are stored as they come and
+    announced to listeners in the background (``Announcer``). Each stream starts at offset 0 and continues exactly
+    where it is (a gap or an overlap is refused, as is another sample rate); whether its job still
+    runs here in that attempt is checked on its first frame and again every AUDIO_RECHECK_S.
+    ``run_sync`` runs a database call from the event loop (the consumer's). Not thread-safe:
+    one per connection, used from its consumer only.
     """
 
     def __init__(self, *, node_id: int, run_sync: Callable) -> None:
         self.node_id = node_id
         self._run_sync = run_sync
         self._streams: dict[tuple[int, int], _Stream] = {}
+        self._claim_reads: dict[tuple[int, int], asyncio.Task] = {}
+        self._announcer = Announcer()
+
+    def claimed(self, job_id: int, attempt: int) -> None:
+        """This connection claimed the attempt: read the job now, while the host's engine starts
+        (in the background: the connection's next frames, a renewal, need not wait for it)."""
+        key = (job_id, attempt)
+        self._claim_reads[key] = asyncio.get_running_loop().create_task(self._claim_read(key))
+
+    async def _claim_read(self, key: tuple[int, int]) -> None:
+        job_id, attempt = key
+        try:
+            job = await self._run_sync(host_job_claimed)(node_id=self.node_id, job_id=job_id, attempt=attempt)
+        except (NotYourJob, DatabaseError):
+            return  # its first frame reads it instead
+        if job is not None:
+            self._streams.setdefault(key, _Stream(path=job_output_path(job=job), job=job))
 
     async def receive(self, frame: AudioFrame) -> None:
         """Store and announce one piece; NotYourJob, JobClosed or AudioRefused when it is not taken."""
-        key = (frame.job_id, frame.attempt)
-        stream = self._streams.get(key)
+        reading = self._claim_reads.pop((frame.job_id, frame.attempt), None)
+        if reading is not None:
+            await reading
+        stream = self._streams.get((frame.job_id, frame.attempt))
         now = time.monotonic()
-        if stream is None or now - stream.checked_at >= AUDIO_RECHECK_S:
-            try:
-                path = await self._run_sync(host_job_output)(
-                    node_id=self.node_id, job_id=frame.job_id, attempt=frame.attempt
-                )
-            except NotYourJob:
-                await self.discard(key)
-                raise
-            if path is None:
-                await self.discard(key)
-                raise JobClosed(
-                    f"Job {frame.job_id} ended while its audio was arriving; drop it.",
-                    job_id=frame.job_id,
-                    attempt=frame.attempt,
-                )
-            if stream is None:
-                stream = await self._open(frame, path, now)
+        if stream is None or stream.checked_at is None or now - stream.checked_at >= AUDIO_RECHECK_S:
+            stream = await self._checked(frame, stream)
             stream.checked_at = now
+        if stream.writer is None:
+            stream.writer = await self._open(frame, stream.path)
         writer = stream.writer
         if frame.sample_rate != writer.sample_rate:
             raise AudioRefused(
@@ -291,33 +330,60 @@ class HostAudio:
             raise AudioRefused(
                 f"job {frame.job_id}: audio at offset {frame.offset} leaves {kind}: the stream holds {writer.offset} bytes"
             )
-        await writer.append_async(frame.pcm)
+        await writer.append_async(frame.pcm, announcer=self._announcer)
 
-    async def _open(self, frame: AudioFrame, path: Path, now: float) -> _Stream:
+    async def _checked(self, frame: AudioFrame, stream: _Stream | None) -> _Stream:
+        """The frame's stream, once the job row says its job runs here in that attempt; else the
+        stream goes and NotYourJob or JobClosed says why."""
+        key = (frame.job_id, frame.attempt)
+        ids = {"node_id": self.node_id, "job_id": frame.job_id, "attempt": frame.attempt}
+        if stream is not None and await self._run_sync(host_job_running)(**ids):
+            return stream
+        try:
+            path = await self._run_sync(host_job_output)(**ids)
+        except NotYourJob:
+            await self.discard(key)
+            raise
+        if path is None:
+            await self.discard(key)
+            raise JobClosed(
+                f"Job {frame.job_id} ended while its audio was arriving; drop it.",
+                job_id=frame.job_id,
+                attempt=frame.attempt,
+            )
+        if stream is None:
+            stream = self._streams[key] = _Stream(path=path)
+        return stream
+
+    async def _open(self, frame: AudioFrame, path: Path) -> JobAudioWriter:
         if frame.offset != 0:
             raise AudioRefused(
                 f"job {frame.job_id}: a stream starts at offset 0 on its connection, not {frame.offset} "
                 "(audio sent before a reconnect is discarded: send it again)"
             )
-        for other in [key for key in self._streams if key[0] == frame.job_id]:
+        for other in [key for key in self._streams if key[0] == frame.job_id and key[1] != frame.attempt]:
             await self.discard(other)  # an earlier attempt of the same job: superseded
-        writer = await asyncio.to_thread(
-            JobAudioWriter, job_id=frame.job_id, output=path, sample_rate=frame.sample_rate
-        )
-        stream = self._streams[(frame.job_id, frame.attempt)] = _Stream(writer=writer, checked_at=now)
-        return stream
+        return await asyncio.to_thread(JobAudioWriter, job_id=frame.job_id, output=path, sample_rate=frame.sample_rate)
 
-    def take(self, job_id: int, attempt: int) -> JobAudioWriter | None:
-        """The attempt's writer, no longer this connection's to append to (its job_done or job_fail came)."""
+    def take(self, job_id: int, attempt: int) -> tuple[JobAudioWriter | None, SynthesisJob | None]:
+        """The attempt's writer and claimed job (None while its read is still under way), no longer
+        this connection's (its job_done or job_fail came)."""
+        self._claim_read_drop((job_id, attempt))
         stream = self._streams.pop((job_id, attempt), None)
-        return stream.writer if stream is not None else None
+        return (stream.writer, stream.job) if stream is not None else (None, None)
+
+    def _claim_read_drop(self, key: tuple[int, int]) -> None:
+        reading = self._claim_reads.pop(key, None)
+        if reading is not None:
+            reading.cancel()
 
     async def discard(self, key: tuple[int, int]) -> None:
+        self._claim_read_drop(key)
         stream = self._streams.pop(key, None)
-        if stream is not None:
+        if stream is not None and stream.writer is not None:
             await asyncio.to_thread(stream.writer.discard)
 
     async def discard_all(self) -> None:
         """The connection closed: partial audio goes (the job's lease decides what becomes of it)."""
-        for key in list(self._streams):
+        for key in {*self._streams, *self._claim_reads}:
             await self.discard(key)

@@ -1,10 +1,11 @@
 """Speech: a synthesis request answered while the client waits (the OpenAI-compatible endpoint).
 
 It runs as a job on a node like any other (queue -> node -> engine), so it is metered,
-routed and recorded the same way. ``speech_stream`` accepts it and hands back the audio as
-the node produces it, encoded on the fly (``stream_format`` audio or sse); ``speech_synthesize``
-waits for the whole job and returns one body. Both give the job up (releasing the tokens)
-when it is late and raise the typed error for how a job ended without audio.
+routed and recorded the same way. ``speech_accept`` makes it a job; ``speech_job_stream`` hands
+back its audio as the node produces it, encoded on the fly (``stream_format`` audio or sse), and
+``speech_audio`` waits for the whole job and returns one body (``speech_stream`` and
+``speech_synthesize`` do both steps). Both give the job up (releasing the tokens) when it is
+late and raise the typed error for how a job ended without audio.
 
 Charging a stream: the tokens are reserved at acceptance and settled when the job succeeds.
 A client that disconnects before the stream ends pays nothing: its job is cancelled, the
@@ -83,7 +84,7 @@ def _job_fields(arguments: dict) -> dict:
     return {name: arguments[name] for name in _JOB_FIELDS}
 
 
-def speech_synthesize(
+def speech_accept(
     *,
     tenant,
     text,
@@ -91,24 +92,32 @@ def speech_synthesize(
     instruction=None,
     seed=None,
     speed=None,
-    response_format: str = "wav",
     idempotency_key: str | None = None,
     api_key=None,
     source: str = JobSource.OPENAI,
-    run: Callable | None = None,
-) -> Speech:
-    """Accept the request as a job, wait for it, and return its audio in ``response_format``
-    (any of ``inference.audio.encode.FORMATS``, at 24 kHz).
+) -> SynthesisJob:
+    """A speech request accepted as a job (``job_create``: its refusals reserve nothing)."""
+    return job_create(**_job_fields(locals()))
 
-    Refusals at acceptance are ``job_create``'s (nothing reserved). A job that ends without
-    audio raises a ``JobNotSucceeded`` carrying its id: ``JobCancelled`` (409),
-    ``JobTimedOut`` (504: not finished by its deadline; failed here so its tokens are
+
+def speech_synthesize(*, response_format: str = "wav", run: Callable | None = None, **request) -> Speech:
+    """Accept the request as a job (``speech_accept``'s arguments), wait for it, and return its
+    audio (``speech_audio``). ``run(fn, *args, **kwargs)`` executes each database step (the
+    speech endpoint passes its long-lived database threads); by default they run in this thread."""
+    run = run or _run_here
+    return speech_audio(job=run(speech_accept, **request), response_format=response_format, run=run)
+
+
+def speech_audio(*, job: SynthesisJob, response_format: str = "wav", run: Callable | None = None) -> Speech:
+    """Wait for an accepted speech job and return its audio in ``response_format`` (any of
+    ``inference.audio.encode.FORMATS``, at 24 kHz).
+
+    A job that ends without audio raises a ``JobNotSucceeded`` carrying its id: ``JobCancelled``
+    (409), ``JobTimedOut`` (504: not finished by its deadline; failed here so its tokens are
     released and a late result is discarded) or ``JobFailed`` (503 when the fleet could not
-    run it, else 500). ``run(fn, *args, **kwargs)`` executes each database step (the speech
-    endpoint passes its long-lived database threads); by default they run in this thread.
+    run it, else 500). ``run`` executes each database step, as for ``speech_synthesize``.
     """
     run = run or _run_here
-    job = run(job_create, **_job_fields(locals()))
     # Accepted: its tokens are held and a node runs it, so from here a database fault is
     # waited out; a 503 now would leave the client without the audio it is then charged for.
     waited = _waited_out(run)
@@ -157,28 +166,21 @@ class SpeechStream:
 
 
 def speech_stream(
-    *,
-    tenant,
-    text,
-    voice,
-    instruction=None,
-    seed=None,
-    speed=None,
-    response_format: str = "mp3",
-    sse: bool = False,
-    idempotency_key: str | None = None,
-    api_key=None,
-    source: str = JobSource.OPENAI,
-    run: Callable | None = None,
+    *, response_format: str = "mp3", sse: bool = False, run: Callable | None = None, **request
 ) -> SpeechStream:
-    """Accept the request as a job and return its audio as it is produced.
+    """Accept the request as a job (``speech_accept``'s arguments) and return its audio as it is
+    produced (``speech_job_stream``)."""
+    job = (run or _run_here)(speech_accept, **request)
+    return speech_job_stream(job=job, response_format=response_format, sse=sse)
+
+
+def speech_job_stream(*, job: SynthesisJob, response_format: str = "mp3", sse: bool = False) -> SpeechStream:
+    """An accepted speech job's audio as it is produced; the client hanging up cancels the job.
 
     Returns once the first audio is ready, so a job that ends without any (no node, engine
     error, timeout) still raises its ``JobNotSucceeded`` before a response has started.
     Call from a synchronous view under ASGI: the stream is read on the server's event loop.
     """
-    run = run or _run_here
-    job = run(job_create, **_job_fields(locals()))
     return SpeechStream(
         chunks=_primed(job_audio_chunks(job=job, response_format=response_format, sse=sse, cancel_on_disconnect=True)),
         content_type="text/event-stream" if sse else FORMATS[response_format].content_type,
@@ -241,6 +243,24 @@ def _job_abandon(job_id: int) -> None:
             pass  # it finished between the read and the cancel: it stands as it ended
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """A succeeded job as its end was announced (``inference.streaming.job_audio_end``): what the
+    end of a stream needs of it. ``audio_bytes`` is None when the announcement did not count them."""
+
+    output_path: str
+    tokens: int
+    audio_bytes: int | None
+    status: str = JobStatus.SUCCEEDED
+    is_finished: bool = True
+
+    @classmethod
+    def announced(cls, ended: dict) -> _Settled | None:
+        if ended.get("status") != JobStatus.SUCCEEDED or not ended.get("output_path"):
+            return None
+        return cls(output_path=ended["output_path"], tokens=int(ended["tokens"]), audio_bytes=ended.get("audio_bytes"))
+
+
 def _sse(event: dict) -> bytes:
     return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
@@ -275,18 +295,21 @@ async def job_audio_chunks(
 
     try:
         remaining = max(0.0, (job.deadline_at - timezone.now()).total_seconds())
+        announced: dict = {}
         async for piece in job_audio_listen(
             job_id=job.pk,
             output=output,
             is_finished=lambda: database_sync_to_async(_job_finished, thread_sensitive=False)(job.pk),
             timeout_s=remaining,
+            ended=announced,
         ):
             received += len(piece.pcm)
             data = encode(piece.pcm, piece.sample_rate)
             if data:
                 sent_any = True
                 yield frame(data)
-        final = await read(job.pk)
+        # Settled with its audio, as announced at its end: no need to read the job back.
+        final = _Settled.announced(announced) or await read(job.pk)
         if not final.is_finished:
             await database_sync_to_async(job_fail, thread_sensitive=False)(job=final, **_unfinished_end())
             final = await read(job.pk)
@@ -298,7 +321,10 @@ async def job_audio_chunks(
                 return
             raise error
         # Whatever the stream did not carry (it started after the node finished) is in the WAV.
-        rate, rest = await asyncio.to_thread(final_pcm, final.output_path, received)
+        rate, rest = (OUTPUT_RATE, b"")
+        counted = final.audio_bytes if isinstance(final, _Settled) else None
+        if encoder is None or received != counted:
+            rate, rest = await asyncio.to_thread(final_pcm, final.output_path, received)
         if rest:
             data = encode(rest, rate)
             if data:

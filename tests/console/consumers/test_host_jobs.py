@@ -334,6 +334,28 @@ async def test_a_lease_not_renewed_is_reclaimed_in_seconds_and_the_stale_attempt
         assert (await claim(ws, job.pk, attempt=2))["ok"] is True
 
 
+async def test_a_done_for_an_attempt_taken_back_after_its_claim_is_refused_and_writes_nothing(pro, host_a):
+    _, token = host_a
+    piece = pcm_of(0.2)
+    async with v3_host(token) as ws:
+        job = await started_job(ws, pro)  # the console read the job at its claim
+        await ws.send_to(bytes_data=audio(job.pk, 1, 0, piece))
+        assert await wait_for_file(partial_path(job_output_path(job=job)))
+        lease_end = (await fresh(job)).lease_expires_at
+        reclaimed = await database_sync_to_async(jobs_recover)(now=lease_end + dt.timedelta(seconds=0.5))
+        assert reclaimed["reclaimed"] == [job.pk]
+
+        # The claim's copy of the job still says running; the row does not, and answers.
+        assert (await done(ws, job.pk, 1, len(piece)))["code"] == "not_your_job"
+        assert (await reply(ws))["status"] == "refused"
+
+    requeued = await fresh(job)
+    assert (requeued.status, requeued.attempts, requeued.output_path) == (JobStatus.QUEUED, 1, "")
+    assert not job_output_path(job=job).exists()  # no WAV of the stale attempt
+    held = await quota(pro)
+    assert held.reserved == held.used == job.tokens  # still only held, for attempt 2: nothing settled
+
+
 def test_beat_reclaims_a_lease_within_three_seconds_of_its_end():
     schedule = settings.CELERY_BEAT_SCHEDULE["inference-recover"]
     assert schedule["task"] == "inference.jobs_recover" and float(schedule["schedule"]) <= 3.0
