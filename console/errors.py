@@ -106,7 +106,7 @@ def _api_error_response(request, *, status: int, code: str, message: str):
     if path.startswith("/v1/"):
         type_ = "invalid_request_error" if status < 500 else "server_error"
         body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    elif path.startswith(("/api/", "/fleet/")):
+    elif path.startswith(("/api/", "/ops/api/", "/fleet/")):
         body = {"error": {"code": code, "message": message}}
     else:
         return None
@@ -171,7 +171,7 @@ def csrf_failure(request, reason=""):
 # Seconds a client is asked to wait before retrying while a backing service is down.
 RETRY_AFTER_S = 5
 _OPENAI_PREFIX = "/v1/"
-_JSON_PREFIXES = ("/v1/", "/api/", "/fleet/", "/healthz")
+_JSON_PREFIXES = ("/v1/", "/api/", "/ops/api/", "/fleet/", "/healthz")
 
 
 def _wants_json(request) -> bool:

@@ -86,6 +86,18 @@ def test_a_redis_fault_is_a_json_503_with_retry_after_too(monkeypatch, settings,
     assert error["type"] == "server_error" and "Redis" in error["message"]
 
 
+@pytest.mark.django_db
+def test_a_database_fault_in_the_ops_api_is_a_json_503_too(staff_client, monkeypatch):
+    def down(**_kwargs):
+        raise OperationalError("database table is locked: fleetagent_nodeaction")
+
+    monkeypatch.setattr("console.ops.views.node_action_find", down)
+    response = staff_client.get("/ops/api/actions/1/")
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "service_unavailable"
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the speech view reads on its own threads
 @pytest.mark.parametrize(
     ("path", "body"),
