@@ -244,12 +244,13 @@ def host_job_fail(*, node_id: int, job_id: int, attempt: int, code: str, message
 
 def host_job_output(*, node_id: int, job_id: int, attempt: int) -> Path | None:
     """Where a running job's audio goes, or None if it ended meanwhile; NotYourJob if not this node's."""
-    job = _job_reported(node_id=node_id, job_id=job_id, attempt=attempt)
-    return job_output_path(job=job) if job.status == JobStatus.RUNNING else None
+    job = host_job_claimed(node_id=node_id, job_id=job_id, attempt=attempt)
+    return job_output_path(job=job) if job is not None else None
 
 
 def host_job_claimed(*, node_id: int, job_id: int, attempt: int) -> SynthesisJob | None:
-    """The job this node just claimed for ``attempt``, as its reports will need it (None if it ended already).
+    """The job running on this node in ``attempt``, as its reports need it (None if it ended
+    already); NotYourJob if it is not this node's attempt.
 
     Read once per claim, while the host's engine starts: its audio frames and its job_done then
     check only whether it is still running here in that attempt (``host_job_running``).

@@ -76,14 +76,6 @@ def _waited_out(run: Callable) -> Callable:
     return lambda fn, *args, **kwargs: run(_db_retry, lambda: fn(*args, **kwargs))
 
 
-# What a speech request hands to job_create (the rest of its arguments are about the answer).
-_JOB_FIELDS = ("tenant", "text", "voice", "instruction", "seed", "speed", "idempotency_key", "source", "api_key")
-
-
-def _job_fields(arguments: dict) -> dict:
-    return {name: arguments[name] for name in _JOB_FIELDS}
-
-
 def speech_accept(
     *,
     tenant,
@@ -97,7 +89,17 @@ def speech_accept(
     source: str = JobSource.OPENAI,
 ) -> SynthesisJob:
     """A speech request accepted as a job (``job_create``: its refusals reserve nothing)."""
-    return job_create(**_job_fields(locals()))
+    return job_create(
+        tenant=tenant,
+        text=text,
+        voice=voice,
+        instruction=instruction,
+        seed=seed,
+        speed=speed,
+        idempotency_key=idempotency_key,
+        source=source,
+        api_key=api_key,
+    )
 
 
 def speech_synthesize(*, response_format: str = "wav", run: Callable | None = None, **request) -> Speech:
@@ -309,7 +311,8 @@ async def job_audio_chunks(
                 sent_any = True
                 yield frame(data)
         # Settled with its audio, as announced at its end: no need to read the job back.
-        final = _Settled.announced(announced) or await read(job.pk)
+        settled = _Settled.announced(announced)
+        final = settled or await read(job.pk)
         if not final.is_finished:
             await database_sync_to_async(job_fail, thread_sensitive=False)(job=final, **_unfinished_end())
             final = await read(job.pk)
@@ -322,8 +325,7 @@ async def job_audio_chunks(
             raise error
         # Whatever the stream did not carry (it started after the node finished) is in the WAV.
         rate, rest = (OUTPUT_RATE, b"")
-        counted = final.audio_bytes if isinstance(final, _Settled) else None
-        if encoder is None or received != counted:
+        if encoder is None or settled is None or received != settled.audio_bytes:
             rate, rest = await asyncio.to_thread(final_pcm, final.output_path, received)
         if rest:
             data = encode(rest, rate)
